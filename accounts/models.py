@@ -1,0 +1,144 @@
+"""Who: users, cost centers, virtual keys and management tokens."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.utils import timezone
+
+MONEY = {"max_digits": 14, "decimal_places": 2, "validators": [MinValueValidator(0)]}
+
+
+class CostCenter(models.Model):
+    code = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    external_billing_code = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="The code finance uses for this cost center (ERP, GL).",
+    )
+    contact_email = models.EmailField(blank=True, help_text="Receives budget alerts.")
+    monthly_budget_usd = models.DecimalField(null=True, blank=True, **MONEY)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return f"{self.code} — {self.name}"
+
+
+class User(AbstractUser):
+    default_cost_center = models.ForeignKey(
+        CostCenter, null=True, blank=True, on_delete=models.PROTECT, related_name="members"
+    )
+    monthly_budget_usd = models.DecimalField(null=True, blank=True, **MONEY)
+    max_active_keys = models.PositiveIntegerField(
+        default=5, help_text="How many active keys this user may issue for themselves."
+    )
+
+    def __str__(self) -> str:
+        return self.username
+
+
+class KeyState(models.TextChoices):
+    ACTIVE = "active", "Active"
+    REVOKED = "revoked", "Revoked"
+    EXPIRED = "expired", "Expired"
+
+
+class VirtualKey(models.Model):
+    """A developer's personal credential for the proxy. Only the hash of the secret is kept."""
+
+    public_id = models.CharField(max_length=32, unique=True, editable=False)
+    name = models.CharField(max_length=200)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="virtual_keys"
+    )
+    cost_center = models.ForeignKey(
+        CostCenter,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="virtual_keys",
+        help_text="Overrides the owner's default cost center.",
+    )
+    prefix = models.CharField(max_length=32, db_index=True, editable=False)
+    secret_hash = models.CharField(max_length=64, unique=True, editable=False)
+    previous_secret_hash = models.CharField(
+        max_length=64, blank=True, db_index=True, editable=False
+    )
+    previous_secret_valid_until = models.DateTimeField(null=True, blank=True, editable=False)
+    previous_prefix = models.CharField(max_length=32, blank=True, db_index=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    allowed_models = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Glob patterns, e.g. ["claude-sonnet-*"]. Empty: all models.',
+    )
+    rpm_limit = models.PositiveIntegerField(
+        null=True, blank=True, verbose_name="requests per minute"
+    )
+    tpm_limit = models.PositiveIntegerField(null=True, blank=True, verbose_name="tokens per minute")
+    max_concurrent = models.PositiveIntegerField(null=True, blank=True)
+    monthly_budget_usd = models.DecimalField(null=True, blank=True, **MONEY)
+    daily_budget_usd = models.DecimalField(null=True, blank=True, **MONEY)
+    tags = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "virtual key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def state(self) -> KeyState:
+        if self.revoked_at is not None:
+            return KeyState.REVOKED
+        if self.expires_at is not None and self.expires_at <= timezone.now():
+            return KeyState.EXPIRED
+        return KeyState.ACTIVE
+
+    @property
+    def effective_cost_center(self) -> CostCenter | None:
+        return self.cost_center or self.owner.default_cost_center
+
+
+class TokenScope(models.TextChoices):
+    READ = "read", "Read"
+    ADMIN = "admin", "Admin"
+
+
+class ManagementToken(models.Model):
+    """A bearer token for the REST management API."""
+
+    public_id = models.CharField(max_length=32, unique=True, editable=False)
+    name = models.CharField(max_length=200, blank=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="management_tokens"
+    )
+    scope = models.CharField(max_length=8, choices=TokenScope.choices, default=TokenScope.READ)
+    prefix = models.CharField(max_length=32, db_index=True, editable=False)
+    secret_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name or self.public_id} ({self.scope})"
+
+    @property
+    def is_usable(self) -> bool:
+        now = timezone.now()
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)

@@ -1,0 +1,65 @@
+"""The fixed cast and shared fixtures.
+
+alice owns cost center `research`, bob is a member of it, charlie is an outsider with a
+cost center of his own (`ops`). Each has one active virtual key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+import pytest
+
+from accounts.models import CostCenter, User
+from accounts.services import virtual_key_issue
+
+
+@dataclass
+class Person:
+    user: User
+    secret: str
+
+
+@pytest.fixture
+def research(db) -> CostCenter:
+    return CostCenter.objects.create(
+        code="research",
+        name="Research",
+        monthly_budget_usd=Decimal("500.00"),
+        contact_email="alice@example.com",
+    )
+
+
+@pytest.fixture
+def ops(db) -> CostCenter:
+    return CostCenter.objects.create(code="ops", name="Operations")
+
+
+@pytest.fixture
+def alice(research) -> Person:
+    user = User.objects.create_user(
+        "alice", "alice@example.com", "alice-password", default_cost_center=research
+    )
+    return Person(user=user, secret=virtual_key_issue(owner=user, name="alice laptop").secret)
+
+
+@pytest.fixture
+def bob(research) -> Person:
+    user = User.objects.create_user(
+        "bob", "bob@example.com", "bob-password", default_cost_center=research
+    )
+    return Person(user=user, secret=virtual_key_issue(owner=user, name="bob laptop").secret)
+
+
+@pytest.fixture
+def charlie(ops) -> Person:
+    user = User.objects.create_user(
+        "charlie", "charlie@example.com", "charlie-password", default_cost_center=ops
+    )
+    return Person(user=user, secret=virtual_key_issue(owner=user, name="charlie laptop").secret)
+
+
+@pytest.fixture
+def staff(db) -> User:
+    return User.objects.create_superuser("root-admin", "admin@example.com", "admin-password")
