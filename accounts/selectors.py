@@ -27,14 +27,11 @@ def virtual_key_resolve(secret: str) -> KeyContext | None:
     )
     for virtual_key in candidates:
         valid_until = None
-        if keys.secret_matches(secret, virtual_key.secret_hash):
-            pass
-        elif virtual_key.previous_secret_hash and keys.secret_matches(
-            secret, virtual_key.previous_secret_hash
-        ):
+        if not keys.secret_matches(secret, virtual_key.secret_hash):
             valid_until = virtual_key.previous_secret_valid_until
-        else:
-            continue
+            in_grace = valid_until is not None and valid_until > now
+            if not (in_grace and keys.secret_matches(secret, virtual_key.previous_secret_hash)):
+                continue
         if virtual_key.expires_at is not None and virtual_key.expires_at <= now:
             return None
         cost_center = virtual_key.effective_cost_center
