@@ -11,4 +11,10 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 CELERY_TASK_ALWAYS_EAGER = True
 SECURE_SSL_REDIRECT = False
-GATEHOUSE = {**GATEHOUSE, "LOG_FLUSH_INTERVAL_S": 0.05, "SPOOL_DIR": VAR_DIR / "test-spool"}
+GATEHOUSE = {**GATEHOUSE, "SPOOL_DIR": VAR_DIR / f"test-spool-{os.getpid()}"}
+
+# Live-server tests run Daphne in a subprocess against the test database, so SQLite's test
+# database must be a file both processes can open (not the default in-memory one).
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    # One file per test run, so concurrent runs never share (and corrupt) a database.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-gatehouse-{os.getpid()}.sqlite3")}  # noqa: F405

@@ -14,6 +14,8 @@ import pytest
 from accounts.models import CostCenter, User
 from accounts.services import virtual_key_issue
 
+pytest_plugins = ["tests.live_servers", "gateway.emulator.pytest_plugin"]
+
 
 @dataclass
 class Person:

@@ -1,1 +1,374 @@
-"""Placeholder replaced below while the proxy is written."""
+"""The proxy: a raw ASGI application serving /v1 and HEAD /api/hello (DESIGN.md §1).
+
+One request: authenticate → validate → route → forward (with failover before the first
+byte) → relay (streamed bytes untouched, usage read by a tap) → record (off the hot path).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import httpx
+import orjson
+from django.conf import settings
+
+from accounts.contracts import KeyContext
+from gateway.errors import GatewayError, error_event
+from gateway.models import RequestOutcome
+from gateway.proxy import models_endpoint
+from gateway.proxy.auth import KeyCache, presented_secret
+from gateway.proxy.exchange import Exchange
+from gateway.proxy.forward import UpstreamResponse, forward
+from gateway.proxy.headers import downstream_headers, upstream_headers
+from gateway.proxy.io import ClientDisconnected, read_body, send_bytes, send_error
+from gateway.recorder import recorder
+from gateway.routing import model_allowed, select_route
+from gateway.sessions import session_id_from
+from gateway.snapshot import SnapshotCache
+from gateway.sse import SSETap
+from gateway.usage import usage_from_message
+
+logger = logging.getLogger(__name__)
+
+MESSAGES = "/v1/messages"
+COUNT_TOKENS = "/v1/messages/count_tokens"
+MODELS = "/v1/models"
+PING_EVENT = b'event: ping\ndata: {"type": "ping"}\n\n'
+UPSTREAM_ERROR_OUTCOME = RequestOutcome.UPSTREAM_ERROR
+
+
+def _header(scope: dict[str, Any], name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+class ProxyApp:
+    def __init__(self) -> None:
+        self.config = settings.GATEHOUSE
+        self.keys = KeyCache()
+        self.snapshots = SnapshotCache()
+        self._client: httpx.AsyncClient | None = None
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """One pooled keep-alive client per process (created inside the running loop)."""
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=512),
+                headers={"accept-encoding": "identity"},
+                timeout=httpx.Timeout(self.config["UPSTREAM_READ_TIMEOUT_S"], connect=10.0),
+                follow_redirects=False,
+                trust_env=False,
+            )
+        return self._client
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        if path == "/api/hello":
+            await self._hello(method, send)
+            return
+        exchange = Exchange(scope, path)
+        exchange.row["user_agent"] = (_header(scope, b"user-agent") or "")[:300]
+        try:
+            await self._dispatch(exchange, scope, receive, send, path, method)
+        except GatewayError as error:
+            exchange.fail(error)
+            if not exchange.response_started:
+                await send_error(send, error, exchange.request_id)
+        except ClientDisconnected:
+            exchange.row["outcome"] = RequestOutcome.CLIENT_CLOSED
+        except asyncio.CancelledError:
+            if not exchange.client_gone:
+                exchange.row["outcome"] = RequestOutcome.GATEWAY_ERROR
+                exchange.row["error_type"] = "cancelled"
+                raise
+            exchange.row["outcome"] = RequestOutcome.CLIENT_CLOSED
+        except Exception as error:  # the last line of defence: never a bare 500 page
+            logger.exception("Unexpected proxy failure for %s", exchange.request_id)
+            failure = GatewayError("api_error", "Internal gateway error.")
+            exchange.fail(failure)
+            exchange.row["error_message"] = type(error).__name__
+            if not exchange.response_started:
+                await send_error(send, failure, exchange.request_id)
+        finally:
+            recorder().record(exchange.finish())
+
+    async def _hello(self, method: str, send: Any) -> None:
+        if method in ("HEAD", "GET"):
+            await send_bytes(send, 200, b"", [(b"content-type", b"text/plain")])
+        else:
+            await send_error(
+                send,
+                GatewayError(
+                    "invalid_request_error",
+                    "Method not allowed.",
+                    status=405,
+                    headers={"allow": "HEAD"},
+                ),
+                Exchange({}, "").request_id,
+            )
+
+    async def _dispatch(
+        self,
+        exchange: Exchange,
+        scope: dict[str, Any],
+        receive: Any,
+        send: Any,
+        path: str,
+        method: str,
+    ) -> None:
+        if path in (MESSAGES, COUNT_TOKENS):
+            if method != "POST":
+                raise GatewayError(
+                    "invalid_request_error",
+                    f"Method {method} not allowed on {path}.",
+                    status=405,
+                    headers={"allow": "POST"},
+                )
+            await self._proxy_messages(exchange, scope, receive, send, path)
+        elif path == MODELS or path.startswith(MODELS + "/"):
+            if method != "GET":
+                raise GatewayError(
+                    "invalid_request_error",
+                    f"Method {method} not allowed on {path}.",
+                    status=405,
+                    headers={"allow": "GET"},
+                )
+            key = await self._authenticate(exchange, scope)
+            snapshot = await self.snapshots.get()
+            status, body = models_endpoint.respond(
+                path, scope.get("query_string", b""), key, snapshot
+            )
+            exchange.row["status_code"] = status
+            exchange.response_started = True
+            await send_bytes(
+                send,
+                status,
+                body,
+                [
+                    (b"content-type", b"application/json"),
+                    (b"request-id", exchange.request_id.encode()),
+                ],
+            )
+        else:
+            raise GatewayError("not_found_error", f"Not found: {method} {path}")
+
+    async def _authenticate(self, exchange: Exchange, scope: dict[str, Any]) -> KeyContext:
+        secret = presented_secret(_header(scope, b"x-api-key"), _header(scope, b"authorization"))
+        key = await self.keys.authenticate(secret)
+        exchange.set_key(key)
+        return key
+
+    async def _proxy_messages(
+        self, exchange: Exchange, scope: dict[str, Any], receive: Any, send: Any, endpoint: str
+    ) -> None:
+        declared = _header(scope, b"content-length")
+        body = await read_body(
+            receive,
+            self.config["MAX_BODY_BYTES"],
+            int(declared) if declared and declared.isdigit() else None,
+        )
+        key = await self._authenticate(exchange, scope)
+        payload = parse_messages_body(body, _header(scope, b"content-type"))
+        model: str = payload["model"]
+        exchange.row["model_requested"] = model
+        is_stream = endpoint == MESSAGES and payload.get("stream") is True
+        exchange.row["is_stream"] = is_stream
+        exchange.row["session_id"] = session_id_from(
+            _header(scope, b"x-claude-code-session-id"), payload
+        )
+        exchange.row["agent_id"] = (_header(scope, b"x-claude-code-agent-id") or "")[:100]
+        if not model_allowed(model, key.allowed_models):
+            raise GatewayError("permission_error", f"This key may not use model '{model}'.")
+        snapshot = await self.snapshots.get()
+        route = select_route(snapshot.routes, model, key.cost_center_id, key.tags)
+        if route is None:
+            raise GatewayError("not_found_error", f"No route for model '{model}' on this gateway.")
+        exchange.row["route_id"] = route.route_id
+
+        watcher = asyncio.ensure_future(
+            _watch_disconnect(receive, exchange, asyncio.current_task())
+        )
+        upstream: UpstreamResponse | None = None
+        try:
+            upstream = await forward(
+                client=self.client,
+                exchange=exchange,
+                snapshot=snapshot,
+                route=route,
+                endpoint=endpoint,
+                model=model,
+                payload=payload,
+                body=body,
+                client_headers=upstream_headers(scope["headers"]),
+            )
+            requested_ttl = "1h" if b'"1h"' in body else "5m"
+            if is_stream and upstream.is_event_stream:
+                await self._relay_stream(exchange, upstream, send, requested_ttl)
+            else:
+                await self._relay_whole(exchange, upstream, send, requested_ttl, endpoint)
+        finally:
+            watcher.cancel()
+            if upstream is not None:
+                await upstream.response.aclose()
+
+    async def _relay_whole(
+        self,
+        exchange: Exchange,
+        upstream: UpstreamResponse,
+        send: Any,
+        requested_ttl: str,
+        endpoint: str,
+    ) -> None:
+        body = await upstream.response.aread()
+        status = upstream.response.status_code
+        exchange.row["status_code"] = status
+        exchange.response_started = True
+        await send_bytes(send, status, body, downstream_headers(upstream.response.headers.raw))
+        exchange.mark_first_byte()
+        document = _json_object(body)
+        if status >= 400:
+            _record_upstream_error(exchange, document)
+            return
+        if endpoint != MESSAGES or document is None:
+            return
+        exchange.row["model_served"] = document.get("model") or exchange.row.get("model_served", "")
+        exchange.row["stop_reason"] = document.get("stop_reason") or ""
+        usage = document.get("usage")
+        if isinstance(usage, dict):
+            exchange.usage, exchange.iterations = usage_from_message(
+                usage, requested_ttl=requested_ttl
+            )
+
+    async def _relay_stream(
+        self, exchange: Exchange, upstream: UpstreamResponse, send: Any, requested_ttl: str
+    ) -> None:
+        response = upstream.response
+        exchange.row["status_code"] = response.status_code
+        tap = SSETap(requested_ttl=requested_ttl)
+        headers = downstream_headers(response.headers.raw)
+        headers.append((b"x-accel-buffering", b"no"))
+        exchange.response_started = True
+        await send(
+            {"type": "http.response.start", "status": response.status_code, "headers": headers}
+        )
+        ping_interval = self.config["PING_INTERVAL_S"]
+        chunks = response.aiter_raw().__aiter__()
+        failure: str | None = None
+        try:
+            pending = asyncio.ensure_future(chunks.__anext__())
+            try:
+                while True:
+                    done, _ = await asyncio.wait((pending,), timeout=ping_interval)
+                    if not done:
+                        if tap.at_event_boundary:
+                            await send(
+                                {
+                                    "type": "http.response.body",
+                                    "body": PING_EVENT,
+                                    "more_body": True,
+                                }
+                            )
+                        continue
+                    try:
+                        chunk = pending.result()
+                    except StopAsyncIteration:
+                        break
+                    pending = asyncio.ensure_future(chunks.__anext__())
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    exchange.mark_first_byte()
+                    tap.feed(chunk)
+            finally:
+                if not pending.done():
+                    pending.cancel()
+        except httpx.HTTPError as error:
+            failure = f"Upstream stream failed: {type(error).__name__}."
+        finally:
+            exchange.usage = tap.usage.usage
+            exchange.iterations = tap.usage.iterations
+            exchange.row["model_served"] = tap.usage.model or ""
+            exchange.row["stop_reason"] = tap.usage.stop_reason or ""
+        if failure is None and tap.error is None and not tap.saw_message_stop:
+            failure = "Upstream stream ended before message_stop."
+        if tap.error is not None:
+            exchange.row["outcome"] = RequestOutcome.STREAM_ERROR
+            exchange.row["error_type"] = str(tap.error.get("type", "api_error"))[:64]
+            exchange.row["error_message"] = str(tap.error.get("message", ""))[:500]
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        if failure is not None:
+            exchange.row["outcome"] = RequestOutcome.STREAM_ERROR
+            exchange.row["error_type"] = "api_error"
+            exchange.row["error_message"] = failure
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": error_event("api_error", failure),
+                    "more_body": False,
+                }
+            )
+            return
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def parse_messages_body(body: bytes, content_type: str | None) -> dict[str, Any]:
+    """The request JSON, parsed once; every way it can be wrong is a 400 that says why."""
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json":
+        raise GatewayError("invalid_request_error", "Content-Type must be application/json.")
+    if not body:
+        raise GatewayError(
+            "invalid_request_error", "Request body is empty; expected a JSON object."
+        )
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise GatewayError("invalid_request_error", "Request body is not valid UTF-8.") from None
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise GatewayError(
+            "invalid_request_error", f"Request body is not valid JSON: {error.msg}."
+        ) from None
+    if not isinstance(payload, dict):
+        raise GatewayError("invalid_request_error", "Request body must be a JSON object.")
+    model = payload.get("model")
+    if model is None:
+        raise GatewayError("invalid_request_error", "model: Field required")
+    if not isinstance(model, str) or not model.strip():
+        raise GatewayError("invalid_request_error", "model: Input should be a non-empty string")
+    if "stream" in payload and not isinstance(payload["stream"], bool):
+        raise GatewayError("invalid_request_error", "stream: Input should be a valid boolean")
+    return payload
+
+
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def _record_upstream_error(exchange: Exchange, document: dict[str, Any] | None) -> None:
+    exchange.row["outcome"] = UPSTREAM_ERROR_OUTCOME
+    error = document.get("error") if document else None
+    if isinstance(error, dict):
+        exchange.row["error_type"] = str(error.get("type", ""))[:64]
+        exchange.row["error_message"] = str(error.get("message", ""))[:500]
+
+
+async def _watch_disconnect(receive: Any, exchange: Exchange, task: asyncio.Task | None) -> None:
+    """Cancel the request's task when the client hangs up, which closes the upstream call."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            exchange.client_gone = True
+            if task is not None:
+                task.cancel()
+            return

@@ -1,0 +1,25 @@
+"""Anthropic and any Anthropic-compatible endpoint: the body and headers pass through."""
+
+from __future__ import annotations
+
+from gateway.providers.base import UpstreamRequest
+from gateway.snapshot import ProviderSpec, UpstreamKeySpec
+
+
+class AnthropicAdapter:
+    def build_request(
+        self,
+        *,
+        provider: ProviderSpec,
+        upstream_key: UpstreamKeySpec,
+        endpoint: str,
+        client_headers: list[tuple[str, str]],
+        body: bytes,
+    ) -> UpstreamRequest:
+        headers = list(client_headers)
+        headers.append(("x-api-key", upstream_key.secret.reveal()))
+        if not any(name == "anthropic-version" for name, _ in headers):
+            headers.append(("anthropic-version", "2023-06-01"))
+        return UpstreamRequest(
+            method="POST", url=provider.base_url + endpoint, headers=headers, body=body
+        )

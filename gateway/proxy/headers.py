@@ -1,0 +1,58 @@
+"""Which headers cross the gateway, in each direction."""
+
+from __future__ import annotations
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+
+# Never forwarded upstream: hop-by-hop, the client's credentials, and what httpx sets itself.
+_DROP_UPSTREAM = HOP_BY_HOP | {
+    "host",
+    "content-length",
+    "x-api-key",
+    "authorization",
+    "accept-encoding",
+    "cookie",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-real-ip",
+}
+
+# Never relayed to the client: hop-by-hop, framing we redo, and what identifies the pooled key.
+_DROP_DOWNSTREAM = HOP_BY_HOP | {
+    "content-length",
+    "content-encoding",
+    "server",
+    "date",
+    "set-cookie",
+    "anthropic-organization-id",
+    "anthropic-workspace-id",
+}
+
+
+def upstream_headers(client_headers: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    return [
+        (name.decode("latin-1"), value.decode("latin-1"))
+        for name, value in client_headers
+        if name.decode("latin-1").lower() not in _DROP_UPSTREAM
+    ]
+
+
+def downstream_headers(upstream: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    return [
+        (name.lower(), value)
+        for name, value in upstream
+        if name.lower().decode("latin-1") not in _DROP_DOWNSTREAM
+    ]

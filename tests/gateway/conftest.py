@@ -1,0 +1,62 @@
+"""Wiring for proxy integration tests: an emulator-backed provider, route and key."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import pytest
+
+from gateway.models import (
+    ModelPrice,
+    Provider,
+    ProviderKind,
+    RequestLog,
+    Route,
+    RouteTarget,
+    UpstreamKey,
+)
+from gateway.price_catalog import CATALOG_EFFECTIVE_FROM, catalog_rows
+
+UPSTREAM_SECRET = "sk-ant-emulator-upstream-0001"
+
+
+def seed_price_catalog() -> None:
+    """Transactional tests flush every table, the seeded catalog included; put it back."""
+    if ModelPrice.objects.filter(provider__isnull=True).exists():
+        return
+    ModelPrice.objects.bulk_create(
+        ModelPrice(provider=None, effective_from=CATALOG_EFFECTIVE_FROM, **row)
+        for row in catalog_rows()
+    )
+
+
+@dataclass
+class Upstream:
+    provider: Provider
+    upstream_key: UpstreamKey
+    route: Route
+
+
+@pytest.fixture
+def upstream(transactional_db, emulator) -> Upstream:
+    seed_price_catalog()
+    provider = Provider.objects.create(
+        name="anthropic", kind=ProviderKind.ANTHROPIC, base_url=emulator.base_url
+    )
+    upstream_key = UpstreamKey.objects.create(
+        provider=provider, label="team-a", secret=UPSTREAM_SECRET
+    )
+    route = Route.objects.create(name="default", model_pattern="claude-*")
+    RouteTarget.objects.create(route=route, position=0, provider=provider)
+    return Upstream(provider=provider, upstream_key=upstream_key, route=route)
+
+
+def wait_for_logs(count: int, timeout_s: float = 10.0, **filters) -> list[RequestLog]:
+    """RequestLog rows are written off the hot path; wait until `count` matching rows exist."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        rows = list(RequestLog.objects.filter(**filters).order_by("started_at"))
+        if len(rows) >= count or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.05)

@@ -1,0 +1,129 @@
+"""Real servers for integration tests: Gatehouse under Daphne, in a subprocess.
+
+The server talks to the same test database as the test process, so tests that use it
+need committed data (`transactional_db`).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from django.db import connection
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def database_url_for_test_db() -> str:
+    settings_dict = connection.settings_dict
+    if settings_dict["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{settings_dict['NAME']}"
+    user = settings_dict.get("USER") or ""
+    password = settings_dict.get("PASSWORD") or ""
+    credentials = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    return f"postgres://{credentials}{settings_dict.get('HOST') or '127.0.0.1'}:{settings_dict.get('PORT') or 5432}/{settings_dict['NAME']}"
+
+
+def wait_until_serving(url: str, process: subprocess.Popen, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited early with code {process.returncode}")
+        try:
+            if httpx.head(url + "/api/hello", timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise RuntimeError(f"server at {url} did not start within {timeout_s}s")
+
+
+@dataclass
+class LiveServer:
+    base_url: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_gatehouse(extra_env: dict[str, str] | None = None) -> LiveServer:
+    port = free_port()
+    log_path = REPO / "var" / f"test-daphne-{port}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.test_settings",
+        "DATABASE_URL": database_url_for_test_db(),
+        "GATEHOUSE_CACHE_TTL": "0",
+        "GATEHOUSE_LOG_FLUSH_INTERVAL": "0.05",
+        "GATEHOUSE_SPOOL_DIR": str(REPO / "var" / f"test-spool-{port}"),
+        **(extra_env or {}),
+    }
+    log = open(log_path, "wb")  # noqa: SIM115 - closed with the process
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "config.asgi:application",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    server = LiveServer(base_url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
+    try:
+        wait_until_serving(server.base_url, process)
+    except RuntimeError:
+        process.kill()
+        raise RuntimeError(server.log_text()) from None
+    return server
+
+
+def stop_server(server: LiveServer) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
+
+
+@pytest.fixture(scope="session")
+def gatehouse_server(django_db_setup, django_db_blocker) -> Iterator[LiveServer]:
+    """Gatehouse under Daphne on a free loopback port, sharing the test database."""
+    with django_db_blocker.unblock():
+        server = start_gatehouse()
+    yield server
+    stop_server(server)
+
+
+@pytest.fixture(scope="session")
+def gatehouse_server_fast_ping(django_db_setup, django_db_blocker) -> Iterator[LiveServer]:
+    """A second Gatehouse whose ping interval is short enough to observe in a test."""
+    with django_db_blocker.unblock():
+        server = start_gatehouse(
+            {"GATEHOUSE_PING_INTERVAL": "0.3", "GATEHOUSE_MAX_BODY_BYTES": "100000"}
+        )
+    yield server
+    stop_server(server)
