@@ -29,3 +29,8 @@ class KeyContext:
     cost_center_monthly_budget_usd: Decimal | None = None
     expires_at: datetime | None = None
     secret_valid_until: datetime | None = field(default=None)
+    # Cache policy overrides, '' = inherit (key → cost center → route).
+    key_cache_policy: str = ""
+    key_cache_ttl: str = ""
+    cost_center_cache_policy: str = ""
+    cost_center_cache_ttl: str = ""

@@ -11,6 +11,21 @@ from django.utils import timezone
 MONEY = {"max_digits": 14, "decimal_places": 2, "validators": [MinValueValidator(0)]}
 
 
+class CachePolicyOverride(models.TextChoices):
+    """Blank means: inherit (key → cost center → route)."""
+
+    INHERIT = "", "Inherit"
+    OFF = "off", "Off"
+    SYSTEM = "system", "Tools and system prompt"
+    AUTO = "auto", "Tools, system and rolling conversation"
+
+
+class CacheTTLOverride(models.TextChoices):
+    INHERIT = "", "Inherit"
+    FIVE_MINUTES = "5m", "5 minutes"
+    ONE_HOUR = "1h", "1 hour"
+
+
 class CostCenter(models.Model):
     code = models.SlugField(max_length=64, unique=True)
     name = models.CharField(max_length=200)
@@ -22,6 +37,15 @@ class CostCenter(models.Model):
     contact_email = models.EmailField(blank=True, help_text="Receives budget alerts.")
     monthly_budget_usd = models.DecimalField(null=True, blank=True, **MONEY)
     is_active = models.BooleanField(default=True)
+    cache_policy = models.CharField(
+        max_length=8,
+        choices=CachePolicyOverride.choices,
+        default=CachePolicyOverride.INHERIT,
+        blank=True,
+    )
+    cache_ttl = models.CharField(
+        max_length=4, choices=CacheTTLOverride.choices, default=CacheTTLOverride.INHERIT, blank=True
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
@@ -90,6 +114,15 @@ class VirtualKey(models.Model):
     monthly_budget_usd = models.DecimalField(null=True, blank=True, **MONEY)
     daily_budget_usd = models.DecimalField(null=True, blank=True, **MONEY)
     tags = models.JSONField(default=list, blank=True)
+    cache_policy = models.CharField(
+        max_length=8,
+        choices=CachePolicyOverride.choices,
+        default=CachePolicyOverride.INHERIT,
+        blank=True,
+    )
+    cache_ttl = models.CharField(
+        max_length=4, choices=CacheTTLOverride.choices, default=CacheTTLOverride.INHERIT, blank=True
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -142,3 +175,35 @@ class ManagementToken(models.Model):
     def is_usable(self) -> bool:
         now = timezone.now()
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+class AuditEvent(models.Model):
+    """Who created, changed, revoked or rotated what, and when — through the admin or the API."""
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="audit_events",
+    )
+    via = models.CharField(max_length=16, help_text="admin, api, command or config")
+    action = models.CharField(
+        max_length=32, help_text="create, update, delete, revoke, rotate, finalize …"
+    )
+    object_type = models.CharField(max_length=64)
+    object_id = models.CharField(max_length=64)
+    object_repr = models.CharField(max_length=200, blank=True)
+    changes = models.JSONField(
+        default=dict, blank=True, help_text="Field → [old, new]; secrets never."
+    )
+
+    class Meta:
+        ordering = ["-at"]
+        indexes = [models.Index(fields=["object_type", "object_id"])]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.at:%Y-%m-%d %H:%M} {self.via} {self.action} {self.object_type}:{self.object_id}"
+        )

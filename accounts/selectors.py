@@ -54,6 +54,10 @@ def virtual_key_resolve(secret: str) -> KeyContext | None:
             cost_center_monthly_budget_usd=cost_center.monthly_budget_usd if cost_center else None,
             expires_at=virtual_key.expires_at,
             secret_valid_until=valid_until,
+            key_cache_policy=virtual_key.cache_policy,
+            key_cache_ttl=virtual_key.cache_ttl,
+            cost_center_cache_policy=cost_center.cache_policy if cost_center else "",
+            cost_center_cache_ttl=cost_center.cache_ttl if cost_center else "",
         )
     return None
 
