@@ -230,19 +230,29 @@ class RequestRecorder:
         tmp.rename(self.spool_dir / f"{name}.jsonl")
 
     def _replay_spool(self) -> None:
+        """Write spooled batches; several processes may share the directory, so each file is
+        claimed by an atomic rename first (request ids make a double write harmless anyway)."""
         if not self.spool_dir.is_dir():
             return
         for path in sorted(self.spool_dir.glob("*.jsonl")):
+            claimed = path.with_name(f".{path.stem}.{os.getpid()}.claimed")
+            try:
+                path.rename(claimed)
+            except FileNotFoundError:
+                continue
             try:
                 rows = [
-                    _row_from_json(line) for line in path.read_bytes().splitlines() if line.strip()
+                    _row_from_json(line)
+                    for line in claimed.read_bytes().splitlines()
+                    if line.strip()
                 ]
                 self._write(rows)
             except (DatabaseError, InterfaceError) as error:
+                claimed.rename(path)
                 logger.info("Spool replay postponed: %s", type(error).__name__)
                 close_old_connections()
                 return
-            path.unlink()
+            claimed.unlink()
 
 
 _recorder: RequestRecorder | None = None
