@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 
-MONEY = {"max_digits": 14, "decimal_places": 2, "validators": [MinValueValidator(0)]}
+
+def money_field(**options: Any) -> models.DecimalField:
+    return models.DecimalField(
+        max_digits=14, decimal_places=2, validators=[MinValueValidator(0)], **options
+    )
 
 
 class CachePolicyOverride(models.TextChoices):
@@ -35,7 +41,7 @@ class CostCenter(models.Model):
         help_text="The code finance uses for this cost center (ERP, GL).",
     )
     contact_email = models.EmailField(blank=True, help_text="Receives budget alerts.")
-    monthly_budget_usd = models.DecimalField(null=True, blank=True, **MONEY)
+    monthly_budget_usd = money_field(null=True, blank=True)
     is_active = models.BooleanField(default=True)
     cache_policy = models.CharField(
         max_length=8,
@@ -59,7 +65,7 @@ class User(AbstractUser):
     default_cost_center = models.ForeignKey(
         CostCenter, null=True, blank=True, on_delete=models.PROTECT, related_name="members"
     )
-    monthly_budget_usd = models.DecimalField(null=True, blank=True, **MONEY)
+    monthly_budget_usd = money_field(null=True, blank=True)
     max_active_keys = models.PositiveIntegerField(
         default=5, help_text="How many active keys this user may issue for themselves."
     )
@@ -111,8 +117,8 @@ class VirtualKey(models.Model):
     )
     tpm_limit = models.PositiveIntegerField(null=True, blank=True, verbose_name="tokens per minute")
     max_concurrent = models.PositiveIntegerField(null=True, blank=True)
-    monthly_budget_usd = models.DecimalField(null=True, blank=True, **MONEY)
-    daily_budget_usd = models.DecimalField(null=True, blank=True, **MONEY)
+    monthly_budget_usd = money_field(null=True, blank=True)
+    daily_budget_usd = money_field(null=True, blank=True)
     tags = models.JSONField(default=list, blank=True)
     cache_policy = models.CharField(
         max_length=8,

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
 from accounts.models import CostCenter, VirtualKey
-from gateway.models import Provider
+from gateway.models import Provider, cost_field
 
-COST = {"max_digits": 20, "decimal_places": 10}
-MONEY = {"max_digits": 14, "decimal_places": 2}
+
+def money_field(**options: Any) -> models.DecimalField:
+    """Invoice money: cents."""
+    return models.DecimalField(max_digits=14, decimal_places=2, **options)
 
 
 class UsageRollup(models.Model):
@@ -42,8 +46,8 @@ class UsageRollup(models.Model):
     cache_write_5m_tokens = models.PositiveBigIntegerField(default=0)
     cache_write_1h_tokens = models.PositiveBigIntegerField(default=0)
     cache_read_tokens = models.PositiveBigIntegerField(default=0)
-    cost_usd = models.DecimalField(default=0, **COST)
-    cache_savings_usd = models.DecimalField(default=0, **COST)
+    cost_usd = cost_field(default=0)
+    cache_savings_usd = cost_field(default=0)
     computed_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -69,7 +73,7 @@ class Invoice(models.Model):
         max_length=16, choices=InvoiceStatus.choices, default=InvoiceStatus.DRAFT
     )
     currency = models.CharField(max_length=3, default="USD")
-    total_usd = models.DecimalField(default=0, **MONEY)
+    total_usd = money_field(default=0)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     computed_at = models.DateTimeField(null=True, blank=True)
     finalized_at = models.DateTimeField(null=True, blank=True)
@@ -118,7 +122,7 @@ class InvoiceLine(models.Model):
     unit_price_per_mtok = models.DecimalField(
         max_digits=12, decimal_places=4, null=True, blank=True
     )
-    amount_usd = models.DecimalField(default=0, **COST)
+    amount_usd = cost_field(default=0)
     description = models.CharField(max_length=300, blank=True)
 
     class Meta:

@@ -9,6 +9,7 @@ import base64
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -30,12 +31,12 @@ def env_list(name: str, default: str = "") -> list[str]:
 
 def env_int(name: str, default: int) -> int:
     value = os.environ.get(name)
-    return int(value) if value not in (None, "") else default
+    return int(value) if value else default
 
 
 def env_float(name: str, default: float) -> float:
     value = os.environ.get(name)
-    return float(value) if value not in (None, "") else default
+    return float(value) if value else default
 
 
 DEBUG = env_bool("DEBUG")
@@ -216,7 +217,7 @@ LOGGING = {
 }
 
 # --- Gatehouse ---------------------------------------------------------------------------
-GATEHOUSE = {
+GATEHOUSE: dict[str, Any] = {
     # Largest request body the proxy accepts (Anthropic's own limit is 32 MB).
     "MAX_BODY_BYTES": env_int("GATEHOUSE_MAX_BODY_BYTES", 32 * 1024 * 1024),
     # Seconds of upstream silence after which the gateway sends its own SSE ping.

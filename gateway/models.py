@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
@@ -11,8 +13,15 @@ from django.utils import timezone
 from accounts.models import CostCenter, VirtualKey
 from gateway.secrets import EncryptedSecretField
 
-PRICE = {"max_digits": 12, "decimal_places": 4, "validators": [MinValueValidator(0)]}
-COST = {"max_digits": 20, "decimal_places": 10}
+
+def price_field(**options: Any) -> models.DecimalField:
+    return models.DecimalField(
+        max_digits=12, decimal_places=4, validators=[MinValueValidator(0)], **options
+    )
+
+
+def cost_field(**options: Any) -> models.DecimalField:
+    return models.DecimalField(max_digits=20, decimal_places=10, **options)
 
 
 class ProviderKind(models.TextChoices):
@@ -147,11 +156,11 @@ class ModelPrice(models.Model):
     )
     model = models.CharField(max_length=200)
     effective_from = models.DateTimeField()
-    input_per_mtok = models.DecimalField(**PRICE)
-    output_per_mtok = models.DecimalField(**PRICE)
-    cache_write_5m_per_mtok = models.DecimalField(**PRICE)
-    cache_write_1h_per_mtok = models.DecimalField(**PRICE)
-    cache_read_per_mtok = models.DecimalField(**PRICE)
+    input_per_mtok = price_field()
+    output_per_mtok = price_field()
+    cache_write_5m_per_mtok = price_field()
+    cache_write_1h_per_mtok = price_field()
+    cache_read_per_mtok = price_field()
     currency = models.CharField(max_length=3, default="USD")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
@@ -172,7 +181,7 @@ class ModelPrice(models.Model):
         indexes = [models.Index(fields=["model", "effective_from"])]
 
     def __str__(self) -> str:
-        scope = self.provider.name if self.provider_id else "any"
+        scope = self.provider.name if self.provider is not None else "any"
         return f"{self.model} @ {scope} from {self.effective_from:%Y-%m-%d}"
 
 
@@ -260,12 +269,10 @@ class RequestLog(models.Model):
     cache_write_5m_tokens = models.PositiveIntegerField(default=0)
     cache_write_1h_tokens = models.PositiveIntegerField(default=0)
     cache_read_tokens = models.PositiveIntegerField(default=0)
-    cost_usd = models.DecimalField(
-        null=True, blank=True, **COST, help_text="Empty when the model has no price."
-    )
+    cost_usd = cost_field(null=True, blank=True, help_text="Empty when the model has no price.")
     is_priced = models.BooleanField(default=False)
     cache_markers_injected = models.PositiveSmallIntegerField(default=0)
-    cache_savings_usd = models.DecimalField(null=True, blank=True, **COST)
+    cache_savings_usd = cost_field(null=True, blank=True)
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     ttfb_ms = models.PositiveIntegerField(
         null=True, blank=True, verbose_name="time to first byte (ms)"

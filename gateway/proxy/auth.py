@@ -46,7 +46,7 @@ class KeyCache:
     """
 
     def __init__(self, ttl_s: float | None = None) -> None:
-        self.ttl_s = ttl_s if ttl_s is not None else settings.GATEHOUSE["CACHE_TTL_S"]
+        self.ttl_s: float = ttl_s if ttl_s is not None else settings.GATEHOUSE["CACHE_TTL_S"]
         self._entries: dict[str, tuple[float, KeyContext | None]] = {}
         self._resolve = sync_to_async(virtual_key_resolve)
 
