@@ -230,4 +230,6 @@ GATEHOUSE: dict[str, Any] = {
     "SPOOL_DIR": Path(os.environ.get("GATEHOUSE_SPOOL_DIR", VAR_DIR / "spool")),
     "UPSTREAM_CONNECT_TIMEOUT_S": env_float("GATEHOUSE_UPSTREAM_CONNECT_TIMEOUT", 10.0),
     "UPSTREAM_READ_TIMEOUT_S": env_float("GATEHOUSE_UPSTREAM_READ_TIMEOUT", 600.0),
+    # Prefix of every Redis key the gateway writes (several deployments can share a Redis).
+    "REDIS_PREFIX": os.environ.get("GATEHOUSE_REDIS_PREFIX", "gatehouse"),
 }

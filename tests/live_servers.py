@@ -72,6 +72,7 @@ def start_gatehouse(extra_env: dict[str, str] | None = None) -> LiveServer:
         "GATEHOUSE_CACHE_TTL": "0",
         "GATEHOUSE_LOG_FLUSH_INTERVAL": "0.05",
         "GATEHOUSE_SPOOL_DIR": str(REPO / "var" / f"test-spool-{port}"),
+        "GATEHOUSE_REDIS_PREFIX": f"gatehouse-test-{os.getpid()}-{port}",
         **(extra_env or {}),
     }
     log = open(log_path, "wb")  # noqa: SIM115 - closed with the process

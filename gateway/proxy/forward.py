@@ -1,28 +1,49 @@
 """Send a request upstream, failing over across keys and targets before the first byte.
 
 Retried on another key, then the route's next target: connection errors, timeouts, 429,
-529 and 5xx. Anything else (including 4xx) is the answer. When every attempt fails, the
-last upstream error response is relayed as it is, so the client sees the provider's own
-status, headers and body.
+529 and 5xx. A 429 also rests that key for its retry-after; a 401/403 takes the key out of
+the pool (and the database marks it unhealthy until a probe lets it back). Anything else is
+the answer. Attempts are bounded in number and time. When every key is resting the client
+gets a 429 with the soonest retry-after; when attempts ran out on other failures the last
+upstream answer is relayed as it is, so the client sees the provider's own error.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import orjson
+from asgiref.sync import sync_to_async
 
 from gateway.errors import GatewayError
-from gateway.pool import key_order
+from gateway.pool import KeyState, cooldown_seconds, key_order, observed_state
+from gateway.pool_state import PoolState, pool_state_for_settings
 from gateway.providers import adapter_for
 from gateway.proxy.exchange import Exchange
 from gateway.routing import RouteSpec
 from gateway.snapshot import GatewaySnapshot
+from gateway.upstream_health import upstream_key_mark_unhealthy
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504, 529})
+AUTH_FAILURE_STATUS = frozenset({401, 403})
 MAX_ATTEMPTS = 6
+ATTEMPT_DEADLINE_S = 60.0
+
+_pool_state: PoolState | None = None
+_background: set[asyncio.Task] = set()
+
+
+def pool_state() -> PoolState:
+    global _pool_state
+    if _pool_state is None:
+        _pool_state = pool_state_for_settings()
+    return _pool_state
 
 
 @dataclass
@@ -43,6 +64,24 @@ def _body_for_target(
     return orjson.dumps({**payload, "model": upstream_model})
 
 
+def _take_out_of_pool(upstream_key_id: int, status: int) -> None:
+    reason = f"Provider answered {status} at {time.strftime('%Y-%m-%d %H:%M:%SZ', time.gmtime())}"
+    task = asyncio.ensure_future(
+        sync_to_async(upstream_key_mark_unhealthy)(upstream_key_id=upstream_key_id, reason=reason)
+    )
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+def _pool_exhausted(soonest_free_at: float, now: float) -> GatewayError:
+    retry_after = max(1, math.ceil(soonest_free_at - now))
+    return GatewayError(
+        "rate_limit_error",
+        f"Every upstream key is rate limited; retry in {retry_after} s.",
+        headers={"retry-after": str(retry_after)},
+    )
+
+
 async def forward(
     *,
     client: httpx.AsyncClient,
@@ -55,31 +94,43 @@ async def forward(
     body: bytes,
     client_headers: list[tuple[str, str]],
 ) -> UpstreamResponse:
+    state_store = pool_state()
+    deadline = time.monotonic() + ATTEMPT_DEADLINE_S
     last_response: httpx.Response | None = None
     last_problem = GatewayError("api_error", f"Route '{route.name}' has no usable target.")
-    session_id = exchange.row.get("session_id", "")
+    soonest_free_at: float | None = None
+    only_rate_limited = True
+    session_id: str = exchange.row.get("session_id", "")
     for target in route.targets:
         provider = snapshot.providers.get(target.provider_id)
         if provider is None or not provider.is_enabled:
             last_problem = GatewayError(
                 "api_error", f"Provider '{target.provider_name}' is disabled."
             )
+            only_rate_limited = False
             continue
-        keys = key_order(snapshot.upstream_keys.get(provider.provider_id, ()), session_id)
-        if not keys:
+        pool = snapshot.upstream_keys.get(provider.provider_id, ())
+        states, affinity = await state_store.load((k.upstream_key_id for k in pool), session_id)
+        now = time.time()
+        order = key_order(pool, states, affinity, now)
+        if order.soonest_free_at is not None:
+            soonest_free_at = min(soonest_free_at or order.soonest_free_at, order.soonest_free_at)
+        if not order.keys and order.soonest_free_at is None:
             last_problem = GatewayError(
                 "api_error", f"Provider '{provider.name}' has no healthy upstream key."
             )
+            only_rate_limited = False
             continue
         adapter = adapter_for(provider.kind)
         target_body = _body_for_target(payload, body, model, target.upstream_model)
         timeout = httpx.Timeout(provider.read_timeout_s, connect=provider.connect_timeout_s)
-        for upstream_key in keys:
-            if exchange.row["attempts"] >= MAX_ATTEMPTS:
+        for upstream_key in order.keys:
+            if exchange.row["attempts"] >= MAX_ATTEMPTS or time.monotonic() > deadline:
                 break
+            key_id = upstream_key.upstream_key_id
             exchange.row["attempts"] += 1
             exchange.row["provider_id"] = provider.provider_id
-            exchange.row["upstream_key_id"] = upstream_key.upstream_key_id
+            exchange.row["upstream_key_id"] = key_id
             exchange.row["model_served"] = target.upstream_model or model
             upstream_request = adapter.build_request(
                 provider=provider,
@@ -98,23 +149,49 @@ async def forward(
             try:
                 response = await client.send(request, stream=True)
             except httpx.TimeoutException:
+                only_rate_limited = False
                 last_problem = GatewayError(
                     "timeout_error", f"Upstream provider '{provider.name}' did not answer in time."
                 )
                 continue
             except httpx.TransportError as error:
+                only_rate_limited = False
                 last_problem = GatewayError(
                     "api_error",
                     f"Upstream provider '{provider.name}' is unreachable ({type(error).__name__}).",
                 )
                 continue
+            status = response.status_code
             exchange.row["upstream_request_id"] = response.headers.get("request-id", "")[:100]
-            if response.status_code in RETRYABLE_STATUS:
+            state = observed_state(response.headers, states.get(key_id, KeyState()))
+            if status == 429:
+                rest_until = time.time() + cooldown_seconds(response.headers, time.time())
+                state = dataclasses.replace(state, cooldown_until=rest_until)
+                soonest_free_at = min(soonest_free_at or rest_until, rest_until)
+            if state != states.get(key_id):
+                await state_store.save(key_id, state)
+            if status in AUTH_FAILURE_STATUS:
+                # The provider refused the gateway's key, not the client's: never relay that as
+                # the client's own 401/403.
+                _take_out_of_pool(key_id, status)
+                await state_store.save(key_id, KeyState(unhealthy_reason=f"upstream {status}"))
+                only_rate_limited = False
+                await response.aclose()
+                last_problem = GatewayError(
+                    "api_error", f"Provider '{provider.name}' rejected the gateway's upstream key."
+                )
+                continue
+            if status in RETRYABLE_STATUS:
+                only_rate_limited = only_rate_limited and status == 429
                 await response.aread()
                 await response.aclose()
                 last_response = response
                 continue
+            if session_id and affinity != key_id:
+                await state_store.set_affinity(session_id, key_id)
             return UpstreamResponse(response)
+    if only_rate_limited and soonest_free_at is not None:
+        raise _pool_exhausted(soonest_free_at, time.time())
     if last_response is not None:
         return UpstreamResponse(last_response)
     raise last_problem

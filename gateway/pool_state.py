@@ -1,0 +1,146 @@
+"""Where pool state lives: cooldowns, reported headroom and session affinity.
+
+In Redis when `REDIS_URL` is set, so every gateway process steers by what any of them
+learned; in the process otherwise. A Redis outage falls back to the in-process store (with
+a warning) and Redis is tried again a few seconds later.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+from typing import Protocol
+
+import orjson
+from django.conf import settings
+from redis.exceptions import RedisError
+
+from gateway.pool import KeyState
+
+logger = logging.getLogger(__name__)
+
+STATE_TTL_S = 3600
+AFFINITY_TTL_S = 3600
+MAX_SESSIONS = 100_000
+REDIS_RETRY_AFTER_S = 5.0
+REDIS_FAILURES = (RedisError, OSError, TimeoutError)
+
+
+class PoolState(Protocol):
+    async def load(
+        self, key_ids: Iterable[int], session_id: str
+    ) -> tuple[dict[int, KeyState], int | None]: ...
+
+    async def save(self, key_id: int, state: KeyState) -> None: ...
+
+    async def set_affinity(self, session_id: str, key_id: int) -> None: ...
+
+
+class LocalPoolState:
+    def __init__(self) -> None:
+        self.states: dict[int, KeyState] = {}
+        self.affinity: OrderedDict[str, tuple[int, float]] = OrderedDict()
+
+    async def load(
+        self, key_ids: Iterable[int], session_id: str
+    ) -> tuple[dict[int, KeyState], int | None]:
+        states = {key_id: self.states[key_id] for key_id in key_ids if key_id in self.states}
+        affinity = None
+        if session_id and session_id in self.affinity:
+            key_id, expires = self.affinity[session_id]
+            if expires > time.monotonic():
+                affinity = key_id
+            else:
+                del self.affinity[session_id]
+        return states, affinity
+
+    async def save(self, key_id: int, state: KeyState) -> None:
+        self.states[key_id] = state
+
+    async def set_affinity(self, session_id: str, key_id: int) -> None:
+        if not session_id:
+            return
+        self.affinity[session_id] = (key_id, time.monotonic() + AFFINITY_TTL_S)
+        self.affinity.move_to_end(session_id)
+        while len(self.affinity) > MAX_SESSIONS:
+            self.affinity.popitem(last=False)
+
+
+def _state_key(key_id: int) -> str:
+    return f"{settings.GATEHOUSE['REDIS_PREFIX']}:pool:key:{key_id}"
+
+
+def _affinity_key(session_id: str) -> str:
+    return f"{settings.GATEHOUSE['REDIS_PREFIX']}:pool:session:{session_id}"
+
+
+class RedisPoolState:
+    """Pool state shared by every process through Redis, with an in-process fallback."""
+
+    def __init__(self, url: str) -> None:
+        import redis.asyncio as redis_asyncio
+
+        self._client = redis_asyncio.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self.fallback = LocalPoolState()
+        self._down_until = 0.0
+
+    def _available(self) -> bool:
+        return time.monotonic() >= self._down_until
+
+    def _failed(self, error: Exception) -> None:
+        if self._available():
+            logger.warning(
+                "Redis unavailable for pool state (%s); using in-process state",
+                type(error).__name__,
+            )
+        self._down_until = time.monotonic() + REDIS_RETRY_AFTER_S
+
+    async def load(
+        self, key_ids: Iterable[int], session_id: str
+    ) -> tuple[dict[int, KeyState], int | None]:
+        ids = list(key_ids)
+        if not self._available():
+            return await self.fallback.load(ids, session_id)
+        names = [_state_key(key_id) for key_id in ids]
+        if session_id:
+            names.append(_affinity_key(session_id))
+        try:
+            values = await self._client.mget(names) if names else []
+        except REDIS_FAILURES as error:
+            self._failed(error)
+            return await self.fallback.load(ids, session_id)
+        states = {
+            key_id: KeyState(**orjson.loads(raw))
+            for key_id, raw in zip(ids, values, strict=False)
+            if raw is not None
+        }
+        affinity = int(values[-1]) if session_id and values and values[-1] is not None else None
+        return states, affinity
+
+    async def save(self, key_id: int, state: KeyState) -> None:
+        await self.fallback.save(key_id, state)
+        if not self._available():
+            return
+        ttl = max(STATE_TTL_S, int(state.cooldown_until - time.time()) + 1)
+        try:
+            await self._client.set(
+                _state_key(key_id), orjson.dumps(dataclasses.asdict(state)), ex=ttl
+            )
+        except REDIS_FAILURES as error:
+            self._failed(error)
+
+    async def set_affinity(self, session_id: str, key_id: int) -> None:
+        await self.fallback.set_affinity(session_id, key_id)
+        if not session_id or not self._available():
+            return
+        try:
+            await self._client.set(_affinity_key(session_id), str(key_id), ex=AFFINITY_TTL_S)
+        except REDIS_FAILURES as error:
+            self._failed(error)
+
+
+def pool_state_for_settings() -> PoolState:
+    return RedisPoolState(settings.REDIS_URL) if settings.REDIS_URL else LocalPoolState()

@@ -1,0 +1,145 @@
+"""Key selection, cooldowns and headroom (pure), and the shared pool state stores."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections import Counter
+
+import pytest
+
+from gateway.pool import KeyState, cooldown_seconds, key_order, observed_state
+from gateway.pool_state import LocalPoolState, RedisPoolState
+from gateway.secrets import Secret
+from gateway.snapshot import UpstreamKeySpec
+
+NOW = 1_800_000_000.0
+
+
+def spec(key_id: int, weight: int = 1) -> UpstreamKeySpec:
+    return UpstreamKeySpec(
+        upstream_key_id=key_id,
+        provider_id=1,
+        label=f"k{key_id}",
+        secret=Secret(f"s{key_id}"),
+        weight=weight,
+    )
+
+
+KEYS = (spec(1), spec(2), spec(3))
+
+
+def test_every_usable_key_is_offered_once():
+    order = key_order(KEYS, {}, None, NOW, random.Random(1))
+    assert sorted(k.upstream_key_id for k in order.keys) == [1, 2, 3]
+    assert order.soonest_free_at is None
+
+
+def test_the_sessions_key_comes_first_while_it_has_headroom():
+    for seed in range(20):
+        assert key_order(KEYS, {}, 2, NOW, random.Random(seed)).keys[0].upstream_key_id == 2
+
+
+def test_keys_in_cooldown_are_skipped_and_the_soonest_free_time_is_reported():
+    states = {1: KeyState(cooldown_until=NOW + 30), 2: KeyState(cooldown_until=NOW + 10)}
+    order = key_order(KEYS, states, 1, NOW, random.Random(1))
+    assert [k.upstream_key_id for k in order.keys] == [3]
+    assert order.soonest_free_at == NOW + 10
+
+
+def test_a_key_reporting_no_requests_left_rests_until_its_reset():
+    states = {3: KeyState(requests_remaining=0, requests_limit=50, reset_at=NOW + 42)}
+    order = key_order(KEYS, states, None, NOW, random.Random(1))
+    assert 3 not in [k.upstream_key_id for k in order.keys]
+    assert order.soonest_free_at == NOW + 42
+    assert key_order(KEYS, states, None, NOW + 43, random.Random(1)).soonest_free_at is None
+
+
+def test_unhealthy_keys_are_never_offered():
+    order = key_order(
+        KEYS, {2: KeyState(unhealthy_reason="upstream 401")}, 2, NOW, random.Random(1)
+    )
+    assert [k.upstream_key_id for k in order.keys if k.upstream_key_id == 2] == []
+
+
+def test_load_spreads_by_weight_and_reported_headroom():
+    rng = random.Random(7)
+    keys = (spec(1, weight=3), spec(2, weight=1), spec(3, weight=1))
+    states = {3: KeyState(requests_remaining=5, requests_limit=100)}
+    firsts = Counter(
+        key_order(keys, states, None, NOW, rng).keys[0].upstream_key_id for _ in range(4000)
+    )
+    assert firsts[1] > firsts[2] * 2
+    assert firsts[2] > firsts[3] * 5
+
+
+def test_cooldown_comes_from_retry_after_then_retry_after_ms_then_reset_then_a_default():
+    assert cooldown_seconds({"retry-after": "7"}, NOW) == 7.0
+    assert cooldown_seconds({"retry-after-ms": "1500", "retry-after": "7"}, NOW) == 1.5
+    reset = "2027-01-15T08:00:20Z"
+    from datetime import datetime
+
+    now = datetime.fromisoformat("2027-01-15T08:00:00+00:00").timestamp()
+    assert cooldown_seconds({"anthropic-ratelimit-requests-reset": reset}, now) == 20.0
+    assert cooldown_seconds({}, NOW) == 5.0
+    assert cooldown_seconds({"retry-after": "999999"}, NOW) == 3600.0
+
+
+def test_headroom_is_read_from_rate_limit_headers():
+    headers = {
+        "anthropic-ratelimit-requests-limit": "50",
+        "anthropic-ratelimit-requests-remaining": "10",
+        "anthropic-ratelimit-requests-reset": "2027-01-15T08:00:20Z",
+        "anthropic-ratelimit-tokens-limit": "1000",
+        "anthropic-ratelimit-tokens-remaining": "900",
+    }
+    state = observed_state(headers, KeyState(cooldown_until=5.0))
+    assert (state.requests_remaining, state.requests_limit, state.tokens_remaining) == (10, 50, 900)
+    assert state.cooldown_until == 5.0
+    assert state.headroom() == pytest.approx(0.2)
+    assert observed_state({}, state) is state
+
+
+async def test_local_pool_state_keeps_states_and_session_affinity():
+    store = LocalPoolState()
+    await store.save(1, KeyState(cooldown_until=NOW))
+    await store.set_affinity("session-a", 1)
+
+    states, affinity = await store.load([1, 2], "session-a")
+
+    assert states == {1: KeyState(cooldown_until=NOW)}
+    assert affinity == 1
+    assert (await store.load([1], "session-b"))[1] is None
+
+
+def redis_url() -> str:
+    return os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/14"
+
+
+async def test_redis_pool_state_is_shared_between_processes():
+    writer, reader = RedisPoolState(redis_url()), RedisPoolState(redis_url())
+    session = f"session-{random.random()}"
+    key_id = random.randint(10_000, 10_000_000)
+    await writer.save(
+        key_id, KeyState(cooldown_until=NOW + 60, requests_remaining=3, requests_limit=10)
+    )
+    await writer.set_affinity(session, key_id)
+
+    states, affinity = await reader.load([key_id], session)
+
+    assert states[key_id] == KeyState(
+        cooldown_until=NOW + 60, requests_remaining=3, requests_limit=10
+    )
+    assert affinity == key_id
+
+
+async def test_redis_pool_state_falls_back_to_the_process_when_redis_is_unreachable(caplog):
+    store = RedisPoolState("redis://127.0.0.1:1/0")
+    await store.save(5, KeyState(cooldown_until=NOW))
+    await store.set_affinity("s", 5)
+
+    states, affinity = await store.load([5], "s")
+
+    assert states == {5: KeyState(cooldown_until=NOW)}
+    assert affinity == 5
+    assert "Redis unavailable for pool state" in caplog.text
