@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.validators import MinValueValidator
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -22,6 +23,14 @@ def price_field(**options: Any) -> models.DecimalField:
 
 def cost_field(**options: Any) -> models.DecimalField:
     return models.DecimalField(max_digits=20, decimal_places=10, **options)
+
+
+model_id_validator = RegexValidator(
+    r"^[A-Za-z0-9][A-Za-z0-9._:@/-]*$", "A model id: letters, digits and . _ : @ / - only."
+)
+model_pattern_validator = RegexValidator(
+    r"^[A-Za-z0-9*?\[\]][A-Za-z0-9._:@/*?\[\]-]*$", "A glob on model ids, e.g. claude-haiku-*."
+)
 
 
 class ProviderKind(models.TextChoices):
@@ -47,6 +56,20 @@ class Provider(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        if self.pk and not self.is_enabled:
+            routes = sorted(
+                Route.objects.filter(is_enabled=True, targets__provider=self)
+                .values_list("name", flat=True)
+                .distinct()
+            )
+            if routes:
+                raise ValidationError(
+                    {
+                        "is_enabled": f"Enabled routes still send traffic here: {', '.join(routes)}. Change them first."
+                    }
+                )
 
 
 class KeyHealth(models.TextChoices):
@@ -91,7 +114,9 @@ class Route(models.Model):
     name = models.SlugField(max_length=64, unique=True)
     priority = models.IntegerField(default=100, help_text="Lower numbers are tried first.")
     model_pattern = models.CharField(
-        max_length=200, help_text='Glob on the model field, e.g. "claude-haiku-*".'
+        max_length=200,
+        validators=[model_pattern_validator],
+        help_text='Glob on the model field, e.g. "claude-haiku-*".',
     )
     cost_centers = models.ManyToManyField(
         CostCenter,
@@ -128,6 +153,7 @@ class RouteTarget(models.Model):
     upstream_model = models.CharField(
         max_length=200,
         blank=True,
+        validators=[model_id_validator],
         help_text="The provider's model id; empty: the model the client asked for.",
     )
 
@@ -141,6 +167,17 @@ class RouteTarget(models.Model):
 
     def __str__(self) -> str:
         return f"{self.route.name}#{self.position} → {self.provider.name}"
+
+    def clean(self) -> None:
+        provider = Provider.objects.filter(pk=self.provider_id).first()
+        if provider is None:
+            return
+        if not provider.is_enabled:
+            raise ValidationError({"provider": f"Provider '{provider.name}' is disabled."})
+        if not provider.upstream_keys.filter(is_enabled=True, health=KeyHealth.HEALTHY).exists():
+            raise ValidationError(
+                {"provider": f"Provider '{provider.name}' has no enabled, healthy upstream key."}
+            )
 
 
 class ModelPrice(models.Model):

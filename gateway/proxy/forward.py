@@ -22,6 +22,7 @@ import orjson
 from asgiref.sync import sync_to_async
 
 from gateway.errors import GatewayError
+from gateway.model_compat import adapt_for_model
 from gateway.pool import KeyState, cooldown_seconds, key_order, observed_state
 from gateway.pool_state import PoolState, pool_state_for_settings
 from gateway.providers import adapter_for
@@ -58,10 +59,11 @@ class UpstreamResponse:
 def _body_for_target(
     payload: dict[str, Any], body: bytes, model: str, upstream_model: str
 ) -> bytes:
-    """The client's bytes, unless the target's model id differs (an alias): then re-serialised."""
+    """The client's bytes, unless the target's model id differs (an alias): then re-serialised,
+    with the fields that model would refuse rewritten."""
     if not upstream_model or upstream_model == model:
         return body
-    return orjson.dumps({**payload, "model": upstream_model})
+    return orjson.dumps(adapt_for_model(payload, upstream_model))
 
 
 def _take_out_of_pool(upstream_key_id: int, status: int) -> None:
