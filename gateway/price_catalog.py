@@ -33,9 +33,21 @@ ANTHROPIC_LIST_PRICES: dict[tuple[str, ...], tuple[str, str, str, str, str]] = {
 }
 
 
+# Models the reference's price table (2026-08-22) predates. Claude Code 2.1.332 defaults to
+# claude-opus-5-5 and reports `total_cost_usd` from its own list prices: 12,177 5m-cache-write
+# tokens + 27 output tokens = 0.061425 USD, and 12.3 K input = 0.049 USD, i.e. 4 / 20 per
+# million with the standard cache multipliers. Replace with published prices when known.
+DERIVED_PRICES: dict[tuple[str, ...], tuple[str, str, str, str, str]] = {
+    ("claude-opus-5-5",): ("4", "5.00", "8", "0.40", "20"),
+}
+
+
 def catalog_rows() -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
-    for model_ids, (inp, write_5m, write_1h, read, out) in ANTHROPIC_LIST_PRICES.items():
+    for model_ids, (inp, write_5m, write_1h, read, out) in {
+        **ANTHROPIC_LIST_PRICES,
+        **DERIVED_PRICES,
+    }.items():
         for model_id in model_ids:
             rows.append(
                 {

@@ -32,7 +32,6 @@ from gateway.selectors import price_book_load
 logger = logging.getLogger(__name__)
 
 _DATETIME_FIELDS = ("started_at", "finished_at")
-PRICE_BOOK_TTL_S = 5.0
 
 
 def _row_to_json(row: dict[str, Any]) -> bytes:
@@ -145,7 +144,10 @@ class RequestRecorder:
 
     def _prices(self) -> PriceBook | None:
         now = time.monotonic()
-        if self._price_book is None or now - self._price_book_at > PRICE_BOOK_TTL_S:
+        if (
+            self._price_book is None
+            or now - self._price_book_at > settings.GATEHOUSE["CACHE_TTL_S"]
+        ):
             self._price_book = price_book_load()
             self._price_book_at = now
         return self._price_book
