@@ -40,7 +40,7 @@ class Upstream:
 
 
 @pytest.fixture
-def upstream(transactional_db, emulator) -> Upstream:
+def upstream(transactional_db, emulator) -> Iterator[Upstream]:
     seed_price_catalog()
     provider = Provider.objects.create(
         name="anthropic", kind=ProviderKind.ANTHROPIC, base_url=emulator.base_url
@@ -50,7 +50,22 @@ def upstream(transactional_db, emulator) -> Upstream:
     )
     route = Route.objects.create(name="default", model_pattern="claude-*")
     RouteTarget.objects.create(route=route, position=0, provider=provider)
-    return Upstream(provider=provider, upstream_key=upstream_key, route=route)
+    yield Upstream(provider=provider, upstream_key=upstream_key, route=route)
+    wait_for_quiet_log()
+
+
+def wait_for_quiet_log(quiet_s: float = 0.2, timeout_s: float = 3.0) -> None:
+    """Let the server's writer finish this test's rows, so none lands in the next test."""
+    deadline = time.monotonic() + timeout_s
+    count = RequestLog.objects.count()
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        now_count = RequestLog.objects.count()
+        if now_count != count:
+            count, quiet_since = now_count, time.monotonic()
+        elif time.monotonic() - quiet_since >= quiet_s:
+            return
 
 
 def wait_for_logs(count: int, timeout_s: float = 10.0, **filters) -> list[RequestLog]:
