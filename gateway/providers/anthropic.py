@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from gateway.providers.base import UpstreamRequest
+from collections.abc import AsyncIterator
+
+from gateway.providers.base import TranslatedResponse, UpstreamRequest
 from gateway.snapshot import ProviderSpec, UpstreamKeySpec
 
 
 class AnthropicAdapter:
+    passthrough = True
+
     def build_request(
         self,
         *,
@@ -18,8 +22,19 @@ class AnthropicAdapter:
     ) -> UpstreamRequest:
         headers = list(client_headers)
         headers.append(("x-api-key", upstream_key.secret.reveal()))
-        if not any(name == "anthropic-version" for name, _ in headers):
+        if not any(name.lower() == "anthropic-version" for name, _ in headers):
             headers.append(("anthropic-version", "2023-06-01"))
         return UpstreamRequest(
             method="POST", url=provider.base_url + endpoint, headers=headers, body=body
         )
+
+    def translate_response(
+        self, *, status: int, headers: list[tuple[bytes, bytes]], body: bytes, requested_model: str
+    ) -> TranslatedResponse:
+        return TranslatedResponse(status=status, headers=headers, body=body)
+
+    async def translate_stream(
+        self, chunks: AsyncIterator[bytes], *, requested_model: str
+    ) -> AsyncIterator[bytes]:
+        async for chunk in chunks:
+            yield chunk
