@@ -11,7 +11,7 @@ from gateway.snapshot import ProviderSpec, UpstreamKeySpec
 class AnthropicAdapter:
     passthrough = True
 
-    def build_request(
+    async def build_request(
         self,
         *,
         provider: ProviderSpec,

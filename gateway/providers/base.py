@@ -46,7 +46,7 @@ class ProviderAdapter(Protocol):
     # True when the provider's responses are already Anthropic's bytes (relayed untouched).
     passthrough: bool
 
-    def build_request(
+    async def build_request(
         self,
         *,
         provider: ProviderSpec,

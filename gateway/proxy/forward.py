@@ -134,7 +134,7 @@ async def forward(
             exchange.row["provider_id"] = provider.provider_id
             exchange.row["upstream_key_id"] = key_id
             exchange.row["model_served"] = target.upstream_model or model
-            upstream_request = adapter.build_request(
+            upstream_request = await adapter.build_request(
                 provider=provider,
                 upstream_key=upstream_key,
                 endpoint=endpoint,
