@@ -201,6 +201,7 @@ class ProxyApp:
                 exchange=exchange,
                 snapshot=snapshot,
                 route=route,
+                key=key,
                 endpoint=endpoint,
                 model=model,
                 payload=payload,
@@ -208,10 +209,10 @@ class ProxyApp:
                 client_headers=upstream_headers(scope["headers"]),
             )
             requested_ttl = "1h" if b'"1h"' in body else "5m"
-            if is_stream and upstream.is_event_stream:
-                await self._relay_stream(exchange, upstream, send, requested_ttl)
+            if is_stream and upstream.is_stream:
+                await self._relay_stream(exchange, upstream, send, requested_ttl, model)
             else:
-                await self._relay_whole(exchange, upstream, send, requested_ttl, endpoint)
+                await self._relay_whole(exchange, upstream, send, requested_ttl, endpoint, model)
         finally:
             watcher.cancel()
             if upstream is not None:
@@ -224,12 +225,19 @@ class ProxyApp:
         send: Any,
         requested_ttl: str,
         endpoint: str,
+        model: str,
     ) -> None:
         body = await upstream.response.aread()
         status = upstream.response.status_code
+        headers = upstream.response.headers.raw
+        if not upstream.adapter.passthrough:
+            translated = upstream.adapter.translate_response(
+                status=status, headers=headers, body=body, requested_model=model
+            )
+            status, headers, body = translated.status, translated.headers, translated.body
         exchange.row["status_code"] = status
         exchange.response_started = True
-        await send_bytes(send, status, body, downstream_headers(upstream.response.headers.raw))
+        await send_bytes(send, status, body, downstream_headers(headers))
         exchange.mark_first_byte()
         document = _json_object(body)
         if status >= 400:
@@ -246,19 +254,34 @@ class ProxyApp:
             )
 
     async def _relay_stream(
-        self, exchange: Exchange, upstream: UpstreamResponse, send: Any, requested_ttl: str
+        self,
+        exchange: Exchange,
+        upstream: UpstreamResponse,
+        send: Any,
+        requested_ttl: str,
+        model: str,
     ) -> None:
         response = upstream.response
         exchange.row["status_code"] = response.status_code
         tap = SSETap(requested_ttl=requested_ttl)
         headers = downstream_headers(response.headers.raw)
+        if upstream.adapter.passthrough:
+            chunks = response.aiter_raw().__aiter__()
+        else:
+            chunks = upstream.adapter.translate_stream(
+                response.aiter_raw(), requested_model=model
+            ).__aiter__()
+            headers = [(name, value) for name, value in headers if name != b"content-type"]
+            headers += [
+                (b"content-type", b"text/event-stream; charset=utf-8"),
+                (b"cache-control", b"no-cache"),
+            ]
         headers.append((b"x-accel-buffering", b"no"))
         exchange.response_started = True
         await send(
             {"type": "http.response.start", "status": response.status_code, "headers": headers}
         )
         ping_interval = self.config["PING_INTERVAL_S"]
-        chunks = response.aiter_raw().__aiter__()
         failure: str | None = None
         try:
             pending = asyncio.ensure_future(chunks.__anext__())

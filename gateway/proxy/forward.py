@@ -21,11 +21,14 @@ import httpx
 import orjson
 from asgiref.sync import sync_to_async
 
+from accounts.contracts import KeyContext
+from gateway.caching import inject_cache_markers, resolve_cache_policy
 from gateway.errors import GatewayError
 from gateway.model_compat import adapt_for_model
 from gateway.pool import KeyState, cooldown_seconds, key_order, observed_state
 from gateway.pool_state import PoolState, pool_state_for_settings
 from gateway.providers import adapter_for
+from gateway.providers.base import ProviderAdapter, UpstreamError
 from gateway.proxy.exchange import Exchange
 from gateway.routing import RouteSpec
 from gateway.snapshot import GatewaySnapshot
@@ -50,20 +53,52 @@ def pool_state() -> PoolState:
 @dataclass
 class UpstreamResponse:
     response: httpx.Response
+    adapter: ProviderAdapter
 
     @property
-    def is_event_stream(self) -> bool:
+    def is_stream(self) -> bool:
+        """A successful streamed answer: Anthropic SSE, or a provider stream the adapter translates."""
+        if not self.adapter.passthrough:
+            return self.response.status_code == 200
         return self.response.headers.get("content-type", "").startswith("text/event-stream")
 
 
-def _body_for_target(
-    payload: dict[str, Any], body: bytes, model: str, upstream_model: str
-) -> bytes:
-    """The client's bytes, unless the target's model id differs (an alias): then re-serialised,
-    with the fields that model would refuse rewritten."""
-    if not upstream_model or upstream_model == model:
-        return body
-    return orjson.dumps(adapt_for_model(payload, upstream_model))
+def prepare_body(
+    *,
+    payload: dict[str, Any],
+    body: bytes,
+    model: str,
+    upstream_model: str,
+    endpoint: str,
+    route: RouteSpec,
+    key: KeyContext,
+) -> tuple[bytes, int]:
+    """The bytes to send to one target and how many cache markers the gateway added.
+
+    The client's bytes go out untouched unless something changed: an alias (the model id,
+    plus fields that model would refuse) or cache markers added by the cache policy.
+    """
+    prepared = payload
+    served_model = upstream_model or model
+    if served_model != model:
+        prepared = adapt_for_model(payload, served_model)
+    markers = 0
+    if endpoint == "/v1/messages":
+        policy = resolve_cache_policy(
+            route.cache_policy,
+            route.cache_ttl,
+            key.cost_center_cache_policy,
+            key.cost_center_cache_ttl,
+            key.key_cache_policy,
+            key.key_cache_ttl,
+        )
+        if policy.policy != "off":
+            injection = inject_cache_markers(
+                prepared, policy=policy.policy, ttl=policy.ttl, model=served_model
+            )
+            if injection.payload is not None:
+                prepared, markers = injection.payload, injection.markers_added
+    return (body if prepared is payload else orjson.dumps(prepared)), markers
 
 
 def _take_out_of_pool(upstream_key_id: int, status: int) -> None:
@@ -90,6 +125,7 @@ async def forward(
     exchange: Exchange,
     snapshot: GatewaySnapshot,
     route: RouteSpec,
+    key: KeyContext,
     endpoint: str,
     model: str,
     payload: dict[str, Any],
@@ -98,7 +134,7 @@ async def forward(
 ) -> UpstreamResponse:
     state_store = pool_state()
     deadline = time.monotonic() + ATTEMPT_DEADLINE_S
-    last_response: httpx.Response | None = None
+    last_response: UpstreamResponse | None = None
     last_problem = GatewayError("api_error", f"Route '{route.name}' has no usable target.")
     soonest_free_at: float | None = None
     only_rate_limited = True
@@ -124,7 +160,15 @@ async def forward(
             only_rate_limited = False
             continue
         adapter = adapter_for(provider.kind)
-        target_body = _body_for_target(payload, body, model, target.upstream_model)
+        target_body, markers = prepare_body(
+            payload=payload,
+            body=body,
+            model=model,
+            upstream_model=target.upstream_model,
+            endpoint=endpoint,
+            route=route,
+            key=key,
+        )
         timeout = httpx.Timeout(provider.read_timeout_s, connect=provider.connect_timeout_s)
         for upstream_key in order.keys:
             if exchange.row["attempts"] >= MAX_ATTEMPTS or time.monotonic() > deadline:
@@ -134,13 +178,23 @@ async def forward(
             exchange.row["provider_id"] = provider.provider_id
             exchange.row["upstream_key_id"] = key_id
             exchange.row["model_served"] = target.upstream_model or model
-            upstream_request = await adapter.build_request(
-                provider=provider,
-                upstream_key=upstream_key,
-                endpoint=endpoint,
-                client_headers=client_headers,
-                body=target_body,
-            )
+            exchange.row["cache_markers_injected"] = markers
+            try:
+                upstream_request = await adapter.build_request(
+                    provider=provider,
+                    upstream_key=upstream_key,
+                    endpoint=endpoint,
+                    client_headers=client_headers,
+                    body=target_body,
+                )
+            except UpstreamError as error:
+                if not error.retryable:
+                    raise GatewayError(
+                        error.error_type, error.message, status=error.status
+                    ) from None
+                only_rate_limited = False
+                last_problem = GatewayError(error.error_type, error.message, status=error.status)
+                continue
             request = client.build_request(
                 upstream_request.method,
                 upstream_request.url,
@@ -187,13 +241,13 @@ async def forward(
                 only_rate_limited = only_rate_limited and status == 429
                 await response.aread()
                 await response.aclose()
-                last_response = response
+                last_response = UpstreamResponse(response, adapter)
                 continue
             if session_id and affinity != key_id:
                 await state_store.set_affinity(session_id, key_id)
-            return UpstreamResponse(response)
+            return UpstreamResponse(response, adapter)
     if only_rate_limited and soonest_free_at is not None:
         raise _pool_exhausted(soonest_free_at, time.time())
     if last_response is not None:
-        return UpstreamResponse(last_response)
+        return last_response
     raise last_problem
