@@ -8,15 +8,20 @@ made in the admin reaches every process within that time without a restart.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 import time
 from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import DatabaseError
 
 from gateway.models import KeyHealth, Provider, Route, UpstreamKey
 from gateway.routing import RouteSpec, TargetSpec
 from gateway.secrets import Secret
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -133,5 +138,14 @@ class SnapshotCache:
             current = self._snapshot
             if current is not None and time.monotonic() - current.loaded_at < self.ttl_s:
                 return current
-            self._snapshot = await sync_to_async(snapshot_load)()
+            try:
+                self._snapshot = await sync_to_async(snapshot_load)()
+            except DatabaseError:
+                if current is None:
+                    raise
+                # The database is away: route with what we knew, and try again next time.
+                logger.warning(
+                    "Snapshot reload failed; keeping the previous routes, keys and prices"
+                )
+                self._snapshot = dataclasses.replace(current, loaded_at=time.monotonic())
             return self._snapshot

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import DatabaseError
 from django.utils import timezone
 
 from accounts.contracts import KeyContext
 from accounts.selectors import virtual_key_resolve
 from gateway.errors import GatewayError
+
+logger = logging.getLogger(__name__)
 
 
 def presented_secret(x_api_key: str | None, authorization: str | None) -> str:
@@ -58,10 +62,22 @@ class KeyCache:
         now = time.monotonic()
         entry = self._entries.get(digest)
         if entry is None or now - entry[0] >= self.ttl_s:
-            context = await self._resolve(secret)
-            if len(self._entries) > 100_000:
-                self._entries.clear()
-            self._entries[digest] = (now, context)
+            try:
+                context = await self._resolve(secret)
+            except DatabaseError:
+                if entry is None:
+                    raise GatewayError(
+                        "api_error", "The gateway cannot verify this key right now; please retry."
+                    ) from None
+                # The database is away: keys already seen keep working (DESIGN.md §5).
+                logger.warning(
+                    "Key lookup failed; serving the cached key while the database is down"
+                )
+                context = entry[1]
+            else:
+                if len(self._entries) > 100_000:
+                    self._entries.clear()
+                self._entries[digest] = (now, context)
         else:
             context = entry[1]
         if context is None:
