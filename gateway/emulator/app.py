@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -88,17 +89,25 @@ class EmulatorApp:
             request_id=request_id,
         )
         self.state.log.add(recorded)
+        handler = asyncio.current_task()
+        watcher = asyncio.ensure_future(_watch_disconnect(receive, recorded, handler))
         try:
             await self._dispatch(request, responder)
         except ConnectionDroppedError:
             raise
+        except asyncio.CancelledError:
+            if recorded.disconnected_at is None:
+                raise
         except EmulatorError as error:
             await _send_error(responder, error)
         except Exception:
             logger.exception("Emulator failed on %s %s", request.method, request.path)
             await _send_error(responder, EmulatorError(500))
         finally:
+            watcher.cancel()
             recorded.status = responder.status
+            if recorded.disconnected_at is None:
+                recorded.finished_at = time.time()
 
     async def _dispatch(self, request: Request, responder: Responder) -> None:
         handler = self._routes.get((request.method, request.path))
@@ -302,4 +311,17 @@ async def _lifespan(receive: Receive, send: Send) -> None:
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def _watch_disconnect(
+    receive: Receive, recorded: RecordedRequest, handler: asyncio.Task | None
+) -> None:
+    """Note when the client hangs up and stop answering it (what a real server does)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            recorded.disconnected_at = time.time()
+            if handler is not None:
+                handler.cancel()
             return

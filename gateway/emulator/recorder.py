@@ -30,6 +30,9 @@ class RecordedRequest:
     timestamp: float
     request_id: str
     status: int | None = None
+    # Wall-clock epoch seconds: when the response finished, or when the client hung up.
+    finished_at: float | None = None
+    disconnected_at: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         header_pairs = [[_text(name), _text(value)] for name, value in self.raw_headers]
@@ -47,6 +50,8 @@ class RecordedRequest:
             "body": _text(self.body),
             "timestamp": self.timestamp,
             "request_id": self.request_id,
+            "finished_at": self.finished_at,
+            "disconnected_at": self.disconnected_at,
             "status": self.status,
         }
 

@@ -167,6 +167,9 @@ def test_a_client_hanging_up_cancels_the_upstream_and_records_client_closed(
     assert row.outcome == RequestOutcome.CLIENT_CLOSED
     assert (row.finished_at - hung_up_at).total_seconds() < 1.0
     assert row.input_tokens > 0
+    [upstream_call] = emulator.requests()
+    assert upstream_call["finished_at"] is None
+    assert 0 <= upstream_call["disconnected_at"] - hung_up_at.timestamp() < 1.0
 
 
 def test_a_slow_first_byte_past_the_provider_timeout_gives_504(
