@@ -3,12 +3,29 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING
 
-from django.db.models import Q, QuerySet
+from django.db.models import Q, QuerySet, Sum
+from django.utils import timezone
 
+from gateway.admission.budgets import (
+    COST_CENTER,
+    DAY,
+    KEY,
+    MONTH,
+    USER,
+    BudgetScope,
+    BudgetStatus,
+    period_of,
+    usd,
+)
 from gateway.contracts import PriceRow
-from gateway.models import ModelPrice
-from gateway.pricing import PriceBook, model_id_candidates
+from gateway.models import ModelPrice, RequestLog
+from gateway.pricing import PriceBook, model_id_candidates, quantize_cost
+
+if TYPE_CHECKING:
+    from gateway.admission.ledger import Ledger
 
 _PRICE_FIELDS = (
     "pk",
@@ -46,3 +63,78 @@ def _price_rows(queryset: QuerySet[ModelPrice]) -> list[PriceRow]:
         PriceRow(**dict(zip(_ROW_FIELDS, values, strict=True)))
         for values in queryset.values_list(*_PRICE_FIELDS)
     ]
+
+
+# -- budgets (gateway.admission) -------------------------------------------------------------
+def request_spend_in_period(
+    *, scope_type: str, scope_id: int, start: datetime, end: datetime
+) -> Decimal:
+    """Recorded spend of a key, user or cost center for requests started in [start, end)."""
+    field = {KEY: "virtual_key_id", USER: "user_id", COST_CENTER: "cost_center_id"}[scope_type]
+    total = RequestLog.objects.filter(
+        **{field: scope_id}, started_at__gte=start, started_at__lt=end
+    ).aggregate(total=Sum("cost_usd"))["total"]
+    return quantize_cost(Decimal(total)) if total is not None else Decimal(0)
+
+
+def budget_limit(*, scope_type: str, scope_id: int, period: str) -> Decimal | None:
+    """The budget set on the key, user or cost center for `period` (None: unlimited)."""
+    from accounts.models import CostCenter, User, VirtualKey
+
+    if scope_type == KEY:
+        field = "daily_budget_usd" if period == DAY else "monthly_budget_usd"
+        return VirtualKey.objects.values_list(field, flat=True).get(pk=scope_id)
+    if period != MONTH:
+        raise ValueError(f"A {scope_type} has only a monthly budget.")
+    model = User if scope_type == USER else CostCenter
+    return model.objects.values_list("monthly_budget_usd", flat=True).get(pk=scope_id)
+
+
+def budget_alert_recipient(*, scope_type: str, scope_id: int) -> str:
+    """Who hears about a budget: the key's owner, the user, the cost center's contact."""
+    from accounts.models import CostCenter, User, VirtualKey
+
+    if scope_type == KEY:
+        keys = VirtualKey.objects.filter(pk=scope_id)
+        return keys.values_list("owner__email", flat=True).first() or ""
+    if scope_type == USER:
+        return User.objects.filter(pk=scope_id).values_list("email", flat=True).first() or ""
+    cost_centers = CostCenter.objects.filter(pk=scope_id)
+    return cost_centers.values_list("contact_email", flat=True).first() or ""
+
+
+def budget_status(
+    scope_type: str,
+    scope_id: int,
+    *,
+    period: str = MONTH,
+    at: datetime | None = None,
+    ledger: Ledger | None = None,
+) -> BudgetStatus:
+    """A budget now: its limit, what was spent, what requests in flight hold, what is left.
+
+    Read from the ledger (this process's, shared through Redis when REDIS_URL is set), which
+    counts requests whose rows are not written yet; from the database when it has no counter.
+    """
+    from gateway.admission.ledger import shared_ledger
+
+    limit = budget_limit(scope_type=scope_type, scope_id=scope_id, period=period)
+    scope = BudgetScope(scope_type, scope_id, "", period_of(period, at or timezone.now()), limit)
+    state = (ledger or shared_ledger()).read(scope)
+    if state is None:
+        spent = request_spend_in_period(
+            scope_type=scope_type,
+            scope_id=scope_id,
+            start=scope.period.start,
+            end=scope.period.end,
+        )
+        reserved = Decimal(0)
+    else:
+        spent, reserved = usd(state.spent), usd(state.reserved)
+    return BudgetStatus(
+        limit=limit,
+        spent=spent,
+        reserved=reserved,
+        remaining=None if limit is None else limit - spent - reserved,
+        period_end=scope.period.end,
+    )

@@ -18,8 +18,10 @@ from django.conf import settings
 from django.db import DatabaseError
 
 from gateway.models import KeyHealth, Provider, Route, UpstreamKey
+from gateway.pricing import PriceBook
 from gateway.routing import RouteSpec, TargetSpec
 from gateway.secrets import Secret
+from gateway.selectors import price_book_load
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +57,7 @@ class GatewaySnapshot:
     upstream_keys: dict[int, tuple[UpstreamKeySpec, ...]]  # by provider id, healthy and enabled
     known_models: tuple[str, ...] = field(default=())
     loaded_at: float = 0.0
+    price_book: PriceBook | None = None  # admission prices each request's worst case
 
 
 def snapshot_load() -> GatewaySnapshot:
@@ -114,6 +117,7 @@ def snapshot_load() -> GatewaySnapshot:
         upstream_keys={provider_id: tuple(specs) for provider_id, specs in keys.items()},
         known_models=known_models,
         loaded_at=time.monotonic(),
+        price_book=price_book_load(),
     )
 
 

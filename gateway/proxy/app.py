@@ -15,6 +15,7 @@ import orjson
 from django.conf import settings
 
 from accounts.contracts import KeyContext
+from gateway.admission.gate import AdmissionControl
 from gateway.errors import GatewayError, error_event
 from gateway.models import RequestOutcome
 from gateway.proxy import models_endpoint
@@ -35,6 +36,9 @@ logger = logging.getLogger(__name__)
 MESSAGES = "/v1/messages"
 COUNT_TOKENS = "/v1/messages/count_tokens"
 MODELS = "/v1/models"
+TRANSLATED_STREAM_HEADERS = frozenset(
+    {b"retry-after", b"retry-after-ms", b"request-id", b"x-request-id"}
+)
 PING_EVENT = b'event: ping\ndata: {"type": "ping"}\n\n'
 UPSTREAM_ERROR_OUTCOME = RequestOutcome.UPSTREAM_ERROR
 
@@ -51,6 +55,7 @@ class ProxyApp:
         self.config = settings.GATEHOUSE
         self.keys = KeyCache()
         self.snapshots = SnapshotCache()
+        self.admission = AdmissionControl()
         self._client: httpx.AsyncClient | None = None
 
     @property
@@ -190,6 +195,18 @@ class ProxyApp:
         if route is None:
             raise GatewayError("not_found_error", f"No route for model '{model}' on this gateway.")
         exchange.row["route_id"] = route.route_id
+        admission = None
+        if endpoint == MESSAGES:
+            admission = await self.admission.admit(
+                key=key,
+                route=route,
+                model=model,
+                price_book=snapshot.price_book,
+                payload=payload,
+                body_size=len(body),
+                request_id=exchange.request_id,
+                started_at=exchange.row["started_at"],
+            )
 
         watcher = asyncio.ensure_future(
             _watch_disconnect(receive, exchange, asyncio.current_task())
@@ -215,8 +232,17 @@ class ProxyApp:
                 await self._relay_whole(exchange, upstream, send, requested_ttl, endpoint, model)
         finally:
             watcher.cancel()
-            if upstream is not None:
-                await upstream.response.aclose()
+            try:
+                if upstream is not None:
+                    await upstream.response.aclose()
+            finally:
+                await self.admission.settle(
+                    admission,
+                    usage=exchange.usage,
+                    iterations=exchange.iterations,
+                    model=exchange.row.get("model_served") or model,
+                    provider_id=exchange.row.get("provider_id"),
+                )
 
     async def _relay_whole(
         self,
@@ -245,7 +271,11 @@ class ProxyApp:
             return
         if endpoint != MESSAGES or document is None:
             return
-        exchange.row["model_served"] = document.get("model") or exchange.row.get("model_served", "")
+        if upstream.adapter.passthrough:
+            # A translating adapter names the client's model; keep the target's own id for pricing.
+            exchange.row["model_served"] = document.get("model") or exchange.row.get(
+                "model_served", ""
+            )
         exchange.row["stop_reason"] = document.get("stop_reason") or ""
         usage = document.get("usage")
         if isinstance(usage, dict):
@@ -271,7 +301,11 @@ class ProxyApp:
             chunks = upstream.adapter.translate_stream(
                 response.aiter_raw(), requested_model=model
             ).__aiter__()
-            headers = [(name, value) for name, value in headers if name != b"content-type"]
+            # Another provider's headers (its org, its own rate-limit names) say nothing to an
+            # Anthropic client and may identify the pooled account: keep only retry hints and ids.
+            headers = [
+                (name, value) for name, value in headers if name in TRANSLATED_STREAM_HEADERS
+            ]
             headers += [
                 (b"content-type", b"text/event-stream; charset=utf-8"),
                 (b"cache-control", b"no-cache"),
@@ -314,7 +348,10 @@ class ProxyApp:
         finally:
             exchange.usage = tap.usage.usage
             exchange.iterations = tap.usage.iterations
-            exchange.row["model_served"] = tap.usage.model or ""
+            if upstream.adapter.passthrough:
+                exchange.row["model_served"] = tap.usage.model or exchange.row.get(
+                    "model_served", ""
+                )
             exchange.row["stop_reason"] = tap.usage.stop_reason or ""
         if failure is None and tap.error is None and not tap.saw_message_stop:
             failure = "Upstream stream ended before message_stop."
