@@ -13,6 +13,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from accounts.formatting import format_money
+from billing.admin_actions import download_invoice_csv, finalize_invoices, recompute_invoices
 from billing.models import Invoice, InvoiceLine, UsageRollup
 
 
@@ -122,6 +123,7 @@ class InvoiceAdmin(ViewOnly, admin.ModelAdmin):
     readonly_fields = fields
     inlines = (InvoiceLineInline,)
     list_per_page = 50
+    actions = (finalize_invoices, recompute_invoices, download_invoice_csv)
 
     @admin.display(description="invoice", ordering="number")
     def invoice(self, invoice: Invoice) -> str:

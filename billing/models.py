@@ -6,6 +6,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import CostCenter, VirtualKey
@@ -77,13 +78,27 @@ class Invoice(models.Model):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     computed_at = models.DateTimeField(null=True, blank=True)
     finalized_at = models.DateTimeField(null=True, blank=True)
+    requests = models.PositiveIntegerField(
+        default=0, help_text="Requests billed here, late ones for closed months included."
+    )
+    unpriced_requests = models.PositiveIntegerField(
+        default=0, help_text="Requests without a price in force: listed, not in the total."
+    )
+    covered_request_id = models.PositiveBigIntegerField(
+        default=0,
+        help_text="Request log rows up to this id are on this invoice or an earlier one.",
+    )
 
     class Meta:
         ordering = ["-period_start", "cost_center__code"]
         constraints = [
             models.UniqueConstraint(
                 fields=["cost_center", "period_start"], name="invoice_unique_period"
-            )
+            ),
+            models.CheckConstraint(
+                condition=Q(status=InvoiceStatus.DRAFT) | Q(number__isnull=False),
+                name="invoice_finalized_has_number",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -101,6 +116,7 @@ class TokenClass(models.TextChoices):
     CACHE_WRITE_5M = "cache_write_5m", "Cache write (5m)"
     CACHE_WRITE_1H = "cache_write_1h", "Cache write (1h)"
     CACHE_READ = "cache_read", "Cache read"
+    OTHER = "other", "Other charges (web search, per-iteration models)"
 
 
 class InvoiceLine(models.Model):
@@ -122,7 +138,17 @@ class InvoiceLine(models.Model):
     unit_price_per_mtok = models.DecimalField(
         max_digits=12, decimal_places=4, null=True, blank=True
     )
-    amount_usd = cost_field(default=0)
+    amount_usd = cost_field(
+        null=True,
+        blank=True,
+        default=0,
+        help_text="quantity × unit price / 1,000,000, exact. Empty for unpriced usage.",
+    )
+    requests = models.PositiveIntegerField(default=0, help_text="Requests behind this line.")
+    is_breakdown = models.BooleanField(
+        default=False,
+        help_text="Per-user breakdown: repeats part of the invoice, not added to its total.",
+    )
     description = models.CharField(max_length=300, blank=True)
 
     class Meta:
@@ -130,3 +156,71 @@ class InvoiceLine(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model} {self.token_class} {self.quantity}"
+
+
+class ClosedPeriod(models.Model):
+    """A month whose invoices are finalized, for every cost center at once.
+
+    Rows of the request log with an id up to `covered_request_id` that started in this month
+    or earlier are on a finalized invoice; later ones land on the next open month's invoice
+    as adjustment lines. See docs/billing.md.
+    """
+
+    period_start = models.DateField(unique=True, help_text="First day of the month.")
+    covered_request_id = models.PositiveBigIntegerField()
+    closed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-period_start"]
+
+    def __str__(self) -> str:
+        return f"{self.period_start:%Y-%m} closed"
+
+
+class RollupWatermark(models.Model):
+    """The request log id up to which usage rollups have been brought up to date."""
+
+    name = models.CharField(max_length=32, unique=True)
+    request_id = models.PositiveBigIntegerField(default=0)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.name} @ {self.request_id}"
+
+
+class InvoiceExport(models.Model):
+    """A month's invoices as CSV: one file per cost center, and one (no cost center) for all."""
+
+    period_start = models.DateField()
+    cost_center = models.ForeignKey(
+        CostCenter,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="invoice_exports",
+        help_text="Empty: every cost center in one file.",
+    )
+    file = models.FileField(upload_to="billing/exports/", max_length=300)
+    rows = models.PositiveIntegerField(default=0)
+    total_usd = money_field(default=0)
+    sha256 = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-period_start", "cost_center__code"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["period_start", "cost_center"],
+                condition=Q(cost_center__isnull=False),
+                name="invoice_export_unique_per_cost_center",
+            ),
+            models.UniqueConstraint(
+                fields=["period_start"],
+                condition=Q(cost_center__isnull=True),
+                name="invoice_export_unique_all",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        scope = self.cost_center.code if self.cost_center is not None else "all"
+        return f"{self.period_start:%Y-%m} {scope}"

@@ -180,6 +180,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -234,4 +235,15 @@ GATEHOUSE: dict[str, Any] = {
     "UPSTREAM_READ_TIMEOUT_S": env_float("GATEHOUSE_UPSTREAM_READ_TIMEOUT", 600.0),
     # Prefix of every Redis key the gateway writes (several deployments can share a Redis).
     "REDIS_PREFIX": os.environ.get("GATEHOUSE_REDIS_PREFIX", "gatehouse"),
+}
+
+# --- Billing jobs (Celery beat, UTC) ------------------------------------------------------
+from celery.schedules import crontab  # noqa: E402
+
+CELERY_BEAT_SCHEDULE = {
+    "billing-rollup-usage": {"task": "billing.rollup_usage", "schedule": 300.0},
+    "billing-close-month": {
+        "task": "billing.close_month",
+        "schedule": crontab(minute="10", hour="0", day_of_month="1"),
+    },
 }
