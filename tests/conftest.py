@@ -14,7 +14,13 @@ import pytest
 from accounts.models import CostCenter, User
 from accounts.services import virtual_key_issue
 
-pytest_plugins = ["tests.live_servers", "gateway.emulator.pytest_plugin"]
+pytest_plugins = [
+    "tests.live_servers",
+    "gateway.emulator.pytest_plugin",
+    "gateway.emulator_bedrock.pytest_plugin",
+    "gateway.emulator_vertex.pytest_plugin",
+    "gateway.emulator_openai.pytest_plugin",
+]
 
 
 @dataclass

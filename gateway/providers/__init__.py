@@ -5,8 +5,16 @@ from __future__ import annotations
 from gateway.errors import GatewayError
 from gateway.providers.anthropic import AnthropicAdapter
 from gateway.providers.base import ProviderAdapter
+from gateway.providers.bedrock import BedrockAdapter
+from gateway.providers.openai import OpenAIAdapter
+from gateway.providers.vertex import VertexAdapter
 
-_ADAPTERS: dict[str, ProviderAdapter] = {"anthropic": AnthropicAdapter()}
+_ADAPTERS: dict[str, ProviderAdapter] = {
+    "anthropic": AnthropicAdapter(),
+    "bedrock": BedrockAdapter(),
+    "openai": OpenAIAdapter(),
+    "vertex": VertexAdapter(),
+}
 
 
 def adapter_for(kind: str) -> ProviderAdapter:

@@ -218,7 +218,12 @@ async def forward(
                 )
                 continue
             status = response.status_code
-            exchange.row["upstream_request_id"] = response.headers.get("request-id", "")[:100]
+            exchange.row["upstream_request_id"] = (
+                response.headers.get("request-id")
+                or response.headers.get("x-amzn-requestid")
+                or response.headers.get("x-request-id")
+                or ""
+            )[:100]
             state = observed_state(response.headers, states.get(key_id, KeyState()))
             if status == 429:
                 rest_until = time.time() + cooldown_seconds(response.headers, time.time())
