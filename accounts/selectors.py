@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from accounts import keys
@@ -75,3 +75,23 @@ def management_token_resolve(secret: str) -> ManagementToken | None:
         ):
             return token
     return None
+
+
+# --- Developer self-service: a person's own keys
+
+
+def active_virtual_keys_q(prefix: str = "") -> Q:
+    """Keys (or, with a relation prefix, related keys) neither revoked nor expired now."""
+    now = timezone.now()
+    return Q(**{f"{prefix}revoked_at__isnull": True}) & (
+        Q(**{f"{prefix}expires_at__isnull": True}) | Q(**{f"{prefix}expires_at__gt": now})
+    )
+
+
+def virtual_keys_owned_by(owner_id: int) -> QuerySet[VirtualKey]:
+    """Every key of one person, newest first; revoked and expired ones included."""
+    return VirtualKey.objects.filter(owner_id=owner_id).order_by("-created_at", "-pk")
+
+
+def active_virtual_key_count(owner_id: int) -> int:
+    return virtual_keys_owned_by(owner_id).filter(active_virtual_keys_q()).count()

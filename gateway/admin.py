@@ -12,8 +12,10 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import flatten_fieldsets
 from django.db.models import Count, Q, QuerySet, URLField
 from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
+from django.utils.html import format_html
 from django.views.decorators.debug import sensitive_post_parameters
 
 from accounts.formatting import format_money
@@ -272,7 +274,7 @@ REQUEST_LOG_FIELDSETS: Fieldsets = (
                 "user",
                 "cost_center",
                 "virtual_key",
-                "session_id",
+                "session_link",
                 "agent_id",
                 "user_agent",
                 "client_ip",
@@ -339,6 +341,7 @@ class RequestLogAdmin(ReadOnlyAdmin):
         "tokens",
         "cost",
         "latency",
+        "session_short",
     )
     list_filter = ("outcome", "provider", "cost_center", "is_stream", "is_priced")
     search_fields = (
@@ -382,3 +385,18 @@ class RequestLogAdmin(ReadOnlyAdmin):
     @admin.display(description="latency", ordering="latency_ms")
     def latency(self, log: RequestLog) -> str | None:
         return f"{log.latency_ms:,} ms" if log.latency_ms is not None else None
+
+    @admin.display(description="session")
+    def session_link(self, log: RequestLog) -> str | None:
+        """Opens the session view: every request of this Claude Code session."""
+        return self._session_link(log, log.session_id)
+
+    @admin.display(description="session")
+    def session_short(self, log: RequestLog) -> str | None:
+        return self._session_link(log, f"{log.session_id[:8]}…")
+
+    def _session_link(self, log: RequestLog, text: str) -> str | None:
+        if not log.session_id:
+            return None
+        url = reverse("session_detail", args=[log.session_id])
+        return format_html('<a href="{}" title="{}">{}</a>', url, log.session_id, text)

@@ -21,9 +21,16 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, close_old_connections, connection
+from django.db import (
+    DatabaseError,
+    InterfaceError,
+    close_old_connections,
+    connection,
+    reset_queries,
+)
 from django.utils.dateparse import parse_datetime
 
+from gateway import live_feed
 from gateway.contracts import Usage
 from gateway.models import RequestLog
 from gateway.pricing import PriceBook, price_request, quantize_cost
@@ -219,6 +226,10 @@ class RequestRecorder:
             for key_id, used_at in key_last_used.items():
                 VirtualKey.objects.filter(pk=key_id).update(last_used_at=used_at)
         self.written += len(objects)
+        # Outside Django's request cycle nothing clears DEBUG's query log; without this the
+        # writer thread grows by every INSERT it ever ran (make run uses DEBUG=1).
+        reset_queries()
+        live_feed.publish_requests(objects)
 
     def _spool(self, rows: list[dict[str, Any]]) -> None:
         self.spool_dir.mkdir(parents=True, exist_ok=True)
