@@ -34,3 +34,14 @@ lint: install
 
 clean:
 	rm -rf $(VENV) node_modules var
+
+# Benchmarks (docs/benchmarks.md): the emulator and Gatehouse under Daphne, each on its own core,
+# loaded directly and through the gateway in interleaved rounds. BENCH_LONG=1 adds the
+# 100,000-request no-growth run. `make profile` py-spies the gateway (installed on demand).
+.PHONY: profile
+bench: install
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+profile: install
+	test -x $(BIN)/py-spy || $(BIN)/python -m pip install --quiet py-spy
+	$(BIN)/python -m bench --profile $(BENCH_ARGS)
