@@ -136,7 +136,12 @@ class SnapshotCache:
         snapshot = self._snapshot
         if snapshot is not None and time.monotonic() - snapshot.loaded_at < self.ttl_s:
             return snapshot
-        if snapshot is not None and self._lock.locked():
+        if (
+            snapshot is not None
+            and self._lock.locked()
+            and time.monotonic() - snapshot.loaded_at < 2 * self.ttl_s
+        ):
+            # Someone is reloading; a snapshot at most one TTL past due is good enough meanwhile.
             return snapshot
         async with self._lock:
             current = self._snapshot

@@ -234,7 +234,8 @@ class ProxyApp:
             watcher.cancel()
             try:
                 if upstream is not None:
-                    await upstream.response.aclose()
+                    # Shielded: a second cancellation must not leave the upstream connection open.
+                    await asyncio.shield(upstream.response.aclose())
             finally:
                 await self.admission.settle(
                     admission,

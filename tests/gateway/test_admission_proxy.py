@@ -133,6 +133,7 @@ def stream_concurrently(base_urls: list[str], secret: str, count: int) -> list[t
 def assert_the_budget_held(results, rows, *, budget, actual, worst, forwarded) -> Decimal:
     """Checks shared by the one- and two-process runs; returns the recorded spend."""
     admitted = [body for status, body in results if status == 200]
+    assert len(admitted) > 0, sorted({(status, body[:300]) for status, body in results})
     refused = [(status, orjson.loads(body)) for status, body in results if status != 200]
     reset = reset_text(period_of(MONTH, timezone.now()))
 
