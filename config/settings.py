@@ -246,4 +246,9 @@ CELERY_BEAT_SCHEDULE = {
         "task": "billing.close_month",
         "schedule": crontab(minute="10", hour="0", day_of_month="1"),
     },
+    # Upstream keys the provider refused are probed and put back when they work again.
+    "gateway-probe-unhealthy-upstream-keys": {
+        "task": "gateway.probe_unhealthy_upstream_keys",
+        "schedule": 300.0,
+    },
 }
