@@ -13,10 +13,12 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
+from accounts.models import User
 from billing.exports import csv_text, invoice_csv_response, invoice_csv_rows
 from billing.invoices import close_month, recompute_drafts
 from billing.models import Invoice, InvoiceStatus
 from billing.periods import month_bounds
+from billing.services import audit_finalized
 
 
 @admin.action(description="Finalize: close the months of the selected drafts (all cost centers)")
@@ -37,6 +39,9 @@ def finalize_invoices(modeladmin: Any, request: HttpRequest, queryset: QuerySet[
             )
             continue
         closed = close_month(period, now=now)
+        audit_finalized(
+            closed, actor=request.user if isinstance(request.user, User) else None, via="admin"
+        )
         modeladmin.message_user(
             request,
             f"{period:%Y-%m} closed: {len(closed)} invoice{'s' if len(closed) != 1 else ''} "

@@ -7,11 +7,14 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from ninja import Path, Query, Router
 
-from accounts.api_auth import MANAGE
+from accounts.api_auth import MANAGE, principal_of
 from billing.exports import invoice_csv_response
+from billing.invoices import PeriodNotOver
 from billing.models import Invoice
 from billing.schemas import InvoiceDetailOut, InvoiceFilters, InvoiceOut
+from billing.services import InvoiceAlreadyFinalized, invoice_finalize
 from config.api_support import (
+    ApiError,
     ErrorOut,
     ObjectId,
     Page,
@@ -61,3 +64,18 @@ def get_invoice(request: HttpRequest, invoice_id: Path[ObjectId]) -> Invoice:
 )
 def download_invoice_csv(request: HttpRequest, invoice_id: Path[ObjectId]) -> HttpResponse:
     return invoice_csv_response(_invoice(invoice_id))
+
+
+@invoices.post("/{invoice_id}/finalize", response=responses(200, InvoiceOut, 404, 409))
+def finalize_invoice(request: HttpRequest, invoice_id: Path[ObjectId]) -> Invoice:
+    invoice = _invoice(invoice_id)
+    try:
+        return invoice_finalize(invoice=invoice, actor=principal_of(request).actor, via="api")
+    except InvoiceAlreadyFinalized as error:
+        raise ApiError(409, str(error), field="status") from None
+    except PeriodNotOver:
+        raise ApiError(
+            409,
+            f"{invoice.period_start:%Y-%m} is not over yet; it can be finalized from the 1st.",
+            field="period",
+        ) from None
