@@ -21,6 +21,7 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 
+from accounts.admin_audit import AuditedAdminMixin, AuditedModelAdmin
 from accounts.formatting import format_money
 from accounts.forms import ManagementTokenForm, UserChangeForm, UserCreationForm, VirtualKeyForm
 from accounts.models import CostCenter, KeyState, ManagementToken, User, VirtualKey
@@ -106,7 +107,7 @@ def adopt_saved(target: models.Model, saved: models.Model) -> None:
     target._state.db = saved._state.db
 
 
-class CredentialAdmin(admin.ModelAdmin):
+class CredentialAdmin(AuditedModelAdmin):
     """Shared by virtual keys and management tokens: adding one issues it through a service
     and answers with the only page that ever shows its secret, sent with no-store headers."""
 
@@ -187,7 +188,7 @@ class CredentialAdmin(admin.ModelAdmin):
 
 
 @admin.register(CostCenter)
-class CostCenterAdmin(admin.ModelAdmin):
+class CostCenterAdmin(AuditedModelAdmin):
     list_display = (
         "code",
         "name",
@@ -241,7 +242,7 @@ class VirtualKeyInline(admin.TabularInline):
 
 
 @admin.register(User)
-class GatehouseUserAdmin(UserAdmin):
+class GatehouseUserAdmin(AuditedAdminMixin, UserAdmin):
     form = UserChangeForm
     add_form = UserCreationForm
     fieldsets = (

@@ -12,6 +12,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
+from accounts.admin_audit import AuditedModelAdmin
 from accounts.formatting import format_money
 from billing.admin_actions import download_invoice_csv, finalize_invoices, recompute_invoices
 from billing.models import Invoice, InvoiceLine, UsageRollup
@@ -31,7 +32,7 @@ class ViewOnly:
 
 
 @admin.register(UsageRollup)
-class UsageRollupAdmin(ViewOnly, admin.ModelAdmin):
+class UsageRollupAdmin(ViewOnly, AuditedModelAdmin):
     list_display = (
         "day",
         "cost_center",
@@ -95,7 +96,7 @@ class InvoiceLineInline(ViewOnly, admin.TabularInline):
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(ViewOnly, admin.ModelAdmin):
+class InvoiceAdmin(ViewOnly, AuditedModelAdmin):
     list_display = (
         "invoice",
         "cost_center",
@@ -139,7 +140,7 @@ class InvoiceAdmin(ViewOnly, admin.ModelAdmin):
 
 
 @admin.register(InvoiceLine)
-class InvoiceLineAdmin(ViewOnly, admin.ModelAdmin):
+class InvoiceLineAdmin(ViewOnly, AuditedModelAdmin):
     list_display = (
         "invoice",
         "kind",

@@ -18,6 +18,7 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.views.decorators.debug import sensitive_post_parameters
 
+from accounts.admin_audit import AuditedModelAdmin
 from accounts.formatting import format_money
 from gateway.forms import UpstreamKeyForm
 from gateway.models import (
@@ -54,7 +55,7 @@ class UpstreamKeyInline(admin.TabularInline):
 
 
 @admin.register(Provider)
-class ProviderAdmin(admin.ModelAdmin):
+class ProviderAdmin(AuditedModelAdmin):
     list_display = ("name", "kind", "base_url", "pool", "is_enabled", "updated_at")
     list_filter = ("kind", "is_enabled")
     search_fields = ("name", "base_url")
@@ -95,7 +96,7 @@ class ProviderAdmin(admin.ModelAdmin):
 
 
 @admin.register(UpstreamKey)
-class UpstreamKeyAdmin(admin.ModelAdmin):
+class UpstreamKeyAdmin(AuditedModelAdmin):
     form = UpstreamKeyForm
     list_display = (
         "label",
@@ -153,7 +154,7 @@ class RouteTargetInline(admin.TabularInline):
 
 
 @admin.register(Route)
-class RouteAdmin(admin.ModelAdmin):
+class RouteAdmin(AuditedModelAdmin):
     list_display = (
         "name",
         "priority",
@@ -194,7 +195,7 @@ PRICE_FIELDS = (
 
 
 @admin.register(ModelPrice)
-class ModelPriceAdmin(admin.ModelAdmin):
+class ModelPriceAdmin(AuditedModelAdmin):
     """Prices already in force are read-only, so the record of what a model cost on a given
     day stays true; a new price is a new row with a later `effective_from`."""
 
@@ -252,7 +253,7 @@ class ModelPriceAdmin(admin.ModelAdmin):
         return format_money(price.cache_read_per_mtok, 4, price.currency)
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(AuditedModelAdmin):
     """For records the system writes: people may look, never add, edit or delete."""
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
