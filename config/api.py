@@ -131,6 +131,7 @@ def _describe(objects: Any) -> str:
     parts = []
     for kind, rows in sorted(by_kind.items()):
         noun = kind if len(rows) == 1 else str(rows[0]._meta.verbose_name_plural)
-        names = ", ".join(str(row) for row in rows[:5]) + (", …" if len(rows) > 5 else "")
+        labels = sorted(str(row) for row in rows)  # the database returns them in any order
+        names = ", ".join(labels[:5]) + (", …" if len(labels) > 5 else "")
         parts.append(f"{len(rows)} {noun} ({names})")
     return "; ".join(parts)
