@@ -10,8 +10,8 @@ upstream answer is relayed as it is, so the client sees the provider's own error
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import orjson
 from asgiref.sync import sync_to_async
+from django.db import DatabaseError
 
 from accounts.contracts import KeyContext
 from gateway.caching import inject_cache_markers, resolve_cache_policy
@@ -40,7 +41,7 @@ MAX_ATTEMPTS = 6
 ATTEMPT_DEADLINE_S = 60.0
 
 _pool_state: PoolState | None = None
-_background: set[asyncio.Task] = set()
+logger = logging.getLogger(__name__)
 
 
 def pool_state() -> PoolState:
@@ -101,13 +102,16 @@ def prepare_body(
     return (body if prepared is payload else orjson.dumps(prepared)), markers
 
 
-def _take_out_of_pool(upstream_key_id: int, status: int) -> None:
+async def _take_out_of_pool(upstream_key_id: int, status: int) -> None:
+    """Mark the key unhealthy in the database (rare: only when a provider refuses a key),
+    awaited so the admin shows it at once; a failed write is logged, never fatal."""
     reason = f"Provider answered {status} at {time.strftime('%Y-%m-%d %H:%M:%SZ', time.gmtime())}"
-    task = asyncio.ensure_future(
-        sync_to_async(upstream_key_mark_unhealthy)(upstream_key_id=upstream_key_id, reason=reason)
-    )
-    _background.add(task)
-    task.add_done_callback(_background.discard)
+    try:
+        await sync_to_async(upstream_key_mark_unhealthy)(
+            upstream_key_id=upstream_key_id, reason=reason
+        )
+    except DatabaseError:
+        logger.warning("Could not mark upstream key %s unhealthy", upstream_key_id, exc_info=True)
 
 
 def _pool_exhausted(soonest_free_at: float, now: float) -> GatewayError:
@@ -234,7 +238,7 @@ async def forward(
             if status in AUTH_FAILURE_STATUS:
                 # The provider refused the gateway's key, not the client's: never relay that as
                 # the client's own 401/403.
-                _take_out_of_pool(key_id, status)
+                await _take_out_of_pool(key_id, status)
                 await state_store.save(key_id, KeyState(unhealthy_reason=f"upstream {status}"))
                 only_rate_limited = False
                 await response.aclose()
