@@ -167,7 +167,10 @@ def test_a_client_hanging_up_cancels_the_upstream_and_records_client_closed(
     assert row.outcome == RequestOutcome.CLIENT_CLOSED
     assert (row.finished_at - hung_up_at).total_seconds() < 1.0
     assert row.input_tokens > 0
-    [upstream_call] = emulator.requests()
+    deadline = time.monotonic() + 5  # read the emulator's record once it has noted the hang-up
+    while (upstream_call := emulator.requests()[0])["disconnected_at"] is None:
+        assert time.monotonic() < deadline, "the upstream request was never cancelled"
+        time.sleep(0.05)
     assert upstream_call["finished_at"] is None
     assert 0 <= upstream_call["disconnected_at"] - hung_up_at.timestamp() < 1.0
 
