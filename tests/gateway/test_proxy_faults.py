@@ -172,7 +172,7 @@ def test_a_client_hanging_up_cancels_the_upstream_and_records_client_closed(
         assert time.monotonic() < deadline, "the upstream request was never cancelled"
         time.sleep(0.05)
     assert upstream_call["finished_at"] is None
-    assert 0 <= upstream_call["disconnected_at"] - hung_up_at.timestamp() < 1.0
+    assert -0.05 <= upstream_call["disconnected_at"] - hung_up_at.timestamp() < 1.0
 
 
 def test_a_slow_first_byte_past_the_provider_timeout_gives_504(
