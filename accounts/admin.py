@@ -196,9 +196,10 @@ class CostCenterAdmin(AuditedModelAdmin):
         "contact_email",
         "budget",
         "member_count",
+        "log_bodies",
         "is_active",
     )
-    list_filter = ("is_active",)
+    list_filter = ("is_active", "log_bodies")
     search_fields = ("code", "name", "external_billing_code", "contact_email")
     readonly_fields = ("created_at",)
     list_per_page = 50

@@ -34,3 +34,6 @@ class KeyContext:
     key_cache_ttl: str = ""
     cost_center_cache_policy: str = ""
     cost_center_cache_ttl: str = ""
+    # Body logging is the cost center's opt-in; its patterns are redacted on top of credentials.
+    log_bodies: bool = False
+    body_redact_patterns: tuple[str, ...] = ()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
@@ -32,6 +34,29 @@ class CacheTTLOverride(models.TextChoices):
     ONE_HOUR = "1h", "1 hour"
 
 
+def redact_pattern_lines(text: str) -> tuple[str, ...]:
+    """The regular expressions of a one-per-line field; blank lines and outer spaces ignored."""
+    return tuple(line.strip() for line in text.splitlines() if line.strip())
+
+
+def validate_redact_patterns(text: str) -> None:
+    for number, line in enumerate(text.splitlines(), start=1):
+        pattern = line.strip()
+        if not pattern:
+            continue
+        try:
+            compiled = re.compile(pattern)
+        except re.error as error:
+            raise ValidationError(
+                f"Line {number} is not a valid regular expression: {error}.", code="invalid"
+            ) from None
+        if compiled.match(""):
+            raise ValidationError(
+                f"Line {number} matches the empty string; a pattern must match some text.",
+                code="invalid",
+            )
+
+
 class CostCenter(models.Model):
     code = models.SlugField(max_length=64, unique=True)
     name = models.CharField(max_length=200)
@@ -52,6 +77,17 @@ class CostCenter(models.Model):
     cache_ttl = models.CharField(
         max_length=4, choices=CacheTTLOverride.choices, default=CacheTTLOverride.INHERIT, blank=True
     )
+    log_bodies = models.BooleanField(
+        default=False,
+        verbose_name="log prompt and response bodies",
+        help_text="Keep each request's prompt and response, redacted, for the retention period.",
+    )
+    body_redact_patterns = models.TextField(
+        blank=True,
+        validators=[validate_redact_patterns],
+        help_text="Regular expressions, one per line, replaced by [REDACTED] in logged bodies "
+        "(credentials always are).",
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
@@ -59,6 +95,10 @@ class CostCenter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.code} — {self.name}"
+
+    @property
+    def body_redact_pattern_list(self) -> tuple[str, ...]:
+        return redact_pattern_lines(self.body_redact_patterns)
 
 
 class User(AbstractUser):

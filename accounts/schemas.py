@@ -37,6 +37,13 @@ Email = Annotated[str, Field(max_length=254)]
 PersonName = Annotated[str, Field(max_length=150)]
 ModelGlob = Annotated[str, Field(min_length=1, max_length=200)]
 Tag = Annotated[str, Field(min_length=1, max_length=100)]
+RedactPatterns = Annotated[
+    str,
+    Field(
+        max_length=10_000,
+        description="Regular expressions, one per line, redacted from logged bodies.",
+    ),
+]
 
 
 # --- Cost centers
@@ -52,6 +59,8 @@ class CostCenterOut(Schema):
     is_active: bool
     cache_policy: str
     cache_ttl: str
+    log_bodies: bool
+    body_redact_patterns: str
     created_at: datetime
 
 
@@ -64,6 +73,8 @@ class CostCenterIn(Input):
     is_active: Flag = True
     cache_policy: CacheOverride = ""
     cache_ttl: CacheTTLOverride = ""
+    log_bodies: Flag = False
+    body_redact_patterns: RedactPatterns = ""
 
 
 class CostCenterPatch(Input):
@@ -75,6 +86,8 @@ class CostCenterPatch(Input):
     is_active: Flag = omitted()
     cache_policy: CacheOverride = omitted()
     cache_ttl: CacheTTLOverride = omitted()
+    log_bodies: Flag = omitted()
+    body_redact_patterns: RedactPatterns = omitted()
 
 
 class CostCenterFilters(FilterInput):

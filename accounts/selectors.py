@@ -58,6 +58,8 @@ def virtual_key_resolve(secret: str) -> KeyContext | None:
             key_cache_ttl=virtual_key.cache_ttl,
             cost_center_cache_policy=cost_center.cache_policy if cost_center else "",
             cost_center_cache_ttl=cost_center.cache_ttl if cost_center else "",
+            log_bodies=cost_center.log_bodies if cost_center else False,
+            body_redact_patterns=cost_center.body_redact_pattern_list if cost_center else (),
         )
     return None
 

@@ -149,6 +149,8 @@ COST_CENTER_FIELDS = (
     "is_active",
     "cache_policy",
     "cache_ttl",
+    "log_bodies",
+    "body_redact_patterns",
 )
 USER_FIELDS = (
     "username",
@@ -192,6 +194,8 @@ def cost_center_create(
     is_active: bool = True,
     cache_policy: str = "",
     cache_ttl: str = "",
+    log_bodies: bool = False,
+    body_redact_patterns: str = "",
 ) -> CostCenter:
     cost_center = CostCenter(
         code=code,
@@ -202,6 +206,8 @@ def cost_center_create(
         is_active=is_active,
         cache_policy=cache_policy,
         cache_ttl=cache_ttl,
+        log_bodies=log_bodies,
+        body_redact_patterns=body_redact_patterns,
     )
     return audited_create(obj=cost_center, actor=actor, via=via, fields=COST_CENTER_FIELDS)
 

@@ -25,6 +25,7 @@ from gateway.models import (
     KeyHealth,
     ModelPrice,
     Provider,
+    RequestBody,
     RequestLog,
     Route,
     RouteTarget,
@@ -309,6 +310,7 @@ REQUEST_LOG_FIELDSETS: Fieldsets = (
                 "stop_reason",
                 "attempts",
                 "upstream_request_id",
+                "body_link",
             )
         },
     ),
@@ -387,6 +389,19 @@ class RequestLogAdmin(ReadOnlyAdmin):
     def latency(self, log: RequestLog) -> str | None:
         return f"{log.latency_ms:,} ms" if log.latency_ms is not None else None
 
+    @admin.display(description="prompt and response")
+    def body_link(self, log: RequestLog) -> str | None:
+        """Kept only when the cost center logs bodies, and only for the retention period."""
+        body_id = (
+            RequestBody.objects.filter(request_id=log.request_id)
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if body_id is None:
+            return None
+        url = reverse("admin:gateway_requestbody_change", args=[body_id])
+        return format_html('<a href="{}">View the logged bodies</a>', url)
+
     @admin.display(description="session")
     def session_link(self, log: RequestLog) -> str | None:
         """Opens the session view: every request of this Claude Code session."""
@@ -401,3 +416,52 @@ class RequestLogAdmin(ReadOnlyAdmin):
             return None
         url = reverse("session_detail", args=[log.session_id])
         return format_html('<a href="{}" title="{}">{}</a>', url, log.session_id, text)
+
+
+@admin.register(RequestBody)
+class RequestBodyAdmin(ReadOnlyAdmin):
+    """Prompts and responses of cost centers that log bodies, already redacted."""
+
+    list_display = (
+        "created_at",
+        "request_id",
+        "cost_center",
+        "is_request_truncated",
+        "is_response_truncated",
+    )
+    list_filter = ("cost_center",)
+    search_fields = ("=request_id",)
+    list_select_related = ("cost_center",)
+    date_hierarchy = "created_at"
+    fields = (
+        "request_log_link",
+        "cost_center",
+        "created_at",
+        "is_request_truncated",
+        "request_display",
+        "is_response_truncated",
+        "response_display",
+    )
+    readonly_fields = fields
+    list_per_page = 100
+    show_full_result_count = False
+
+    @admin.display(description="request")
+    def request_log_link(self, body: RequestBody) -> str:
+        log_id = (
+            RequestLog.objects.filter(request_id=body.request_id)
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if log_id is None:
+            return body.request_id
+        url = reverse("admin:gateway_requestlog_change", args=[log_id])
+        return format_html('<a href="{}">{}</a>', url, body.request_id)
+
+    @admin.display(description="request body")
+    def request_display(self, body: RequestBody) -> str:
+        return format_html('<pre style="white-space: pre-wrap">{}</pre>', body.request_text)
+
+    @admin.display(description="response body")
+    def response_display(self, body: RequestBody) -> str:
+        return format_html('<pre style="white-space: pre-wrap">{}</pre>', body.response_text)

@@ -326,3 +326,33 @@ class RequestLog(models.Model):
 
     def __str__(self) -> str:
         return self.request_id
+
+
+class RequestBody(models.Model):
+    """The prompt and response of one request, for cost centers that opted in.
+
+    Redacted before it is stored, kept apart from the narrow RequestLog and deleted after
+    GATEHOUSE_BODY_RETENTION_DAYS. `request_id` is the RequestLog's.
+    """
+
+    request_id = models.CharField(max_length=64, unique=True)
+    cost_center = models.ForeignKey(
+        CostCenter,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="request_bodies",
+        db_constraint=False,
+    )
+    created_at = models.DateTimeField(db_index=True)
+    request_text = models.TextField(blank=True)
+    response_text = models.TextField(blank=True)
+    is_request_truncated = models.BooleanField(default=False)
+    is_response_truncated = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "request body"
+
+    def __str__(self) -> str:
+        return self.request_id

@@ -21,7 +21,7 @@ from gateway.admission.budgets import (
     usd,
 )
 from gateway.contracts import PriceRow
-from gateway.models import ModelPrice, RequestLog
+from gateway.models import ModelPrice, RequestLog, UpstreamKey
 from gateway.pricing import PriceBook, model_id_candidates, quantize_cost
 
 if TYPE_CHECKING:
@@ -138,3 +138,12 @@ def budget_status(
         remaining=None if limit is None else limit - spent - reserved,
         period_end=scope.period.end,
     )
+
+
+def upstream_key_secrets() -> list[str]:
+    """Every upstream secret the gateway holds, revealed: logged bodies are redacted of them."""
+    return [
+        upstream_key.secret.reveal()
+        for upstream_key in UpstreamKey.objects.only("secret")
+        if upstream_key.secret
+    ]

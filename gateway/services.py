@@ -10,10 +10,11 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
@@ -29,7 +30,15 @@ from accounts.audit import (
     audited_update,
 )
 from accounts.models import CostCenter, User
-from gateway.models import KeyHealth, ModelPrice, Provider, Route, RouteTarget, UpstreamKey
+from gateway.models import (
+    KeyHealth,
+    ModelPrice,
+    Provider,
+    RequestBody,
+    Route,
+    RouteTarget,
+    UpstreamKey,
+)
 from gateway.secrets import Secret
 
 PROVIDER_FIELDS = (
@@ -405,3 +414,22 @@ def _or_multiple(given: Decimal | None, base: Decimal, multiplier: Decimal) -> D
     if given is not None:
         return given
     return (base * multiplier).quantize(PRICE_QUANTUM)
+
+
+def request_bodies_delete_expired(
+    *, retention_days: int | None = None, batch_size: int = 1000, now: datetime | None = None
+) -> int:
+    """Delete logged bodies older than the retention period, `batch_size` rows per statement
+    (each its own short transaction, so a large backlog never holds a long lock)."""
+    days = (
+        retention_days if retention_days is not None else settings.GATEHOUSE["BODY_RETENTION_DAYS"]
+    )
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    expired = RequestBody.objects.filter(created_at__lt=cutoff).order_by("created_at")
+    deleted = 0
+    while True:
+        batch = list(expired.values_list("pk", flat=True)[:batch_size])
+        if batch:
+            deleted += RequestBody.objects.filter(pk__in=batch).delete()[0]
+        if len(batch) < batch_size:
+            return deleted

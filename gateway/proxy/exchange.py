@@ -9,6 +9,7 @@ from typing import Any
 from django.utils import timezone
 
 from accounts.contracts import KeyContext
+from gateway.body_log import BodyCapture
 from gateway.contracts import Usage
 from gateway.errors import GatewayError, new_request_id
 from gateway.models import RequestOutcome
@@ -22,6 +23,7 @@ class Exchange:
         "client_gone",
         "usage",
         "iterations",
+        "body",
     )
 
     def __init__(self, scope: dict[str, Any], endpoint: str) -> None:
@@ -30,6 +32,7 @@ class Exchange:
         self.client_gone = False
         self.usage: Usage | None = None
         self.iterations: tuple[tuple[str | None, Usage], ...] = ()
+        self.body: BodyCapture | None = None  # only when the cost center logs bodies
         client = scope.get("client")
         self.row: dict[str, Any] = {
             "request_id": new_request_id(),
@@ -64,6 +67,8 @@ class Exchange:
         row = self.row
         row["finished_at"] = timezone.now()
         row["latency_ms"] = int((time.perf_counter() - self.started) * 1000)
+        if self.body is not None:
+            row["body"] = self.body
         if self.usage is not None:
             row["input_tokens"] = self.usage.input_tokens
             row["output_tokens"] = self.usage.output_tokens

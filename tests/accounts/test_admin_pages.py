@@ -4,6 +4,7 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
+from axes.models import AccessAttempt, AccessFailureLog, AccessLog
 from django.contrib import admin
 from django.contrib.auth.models import Group
 from django.urls import reverse
@@ -17,6 +18,7 @@ from gateway.models import (
     ModelPrice,
     Provider,
     ProviderKind,
+    RequestBody,
     RequestLog,
     Route,
     RouteTarget,
@@ -26,7 +28,9 @@ from gateway.models import (
 UPSTREAM_SECRET = "sk-ant-api03-upstream-secret-for-the-pages-test"
 
 ADDABLE = [CostCenter, User, VirtualKey, ManagementToken, Provider, UpstreamKey, Route, ModelPrice]
-VIEW_ONLY = [RequestLog, UsageRollup, Invoice, InvoiceLine]
+VIEW_ONLY = [RequestLog, RequestBody, UsageRollup, Invoice, InvoiceLine]
+# django-axes' records of sign-ins (see tests/accounts/test_login_throttling.py).
+SIGN_IN_RECORDS = [AccessAttempt, AccessLog, AccessFailureLog]
 
 
 @pytest.fixture
@@ -64,6 +68,13 @@ def control_room(alice, research, staff):
         is_priced=True,
         latency_ms=840,
     )
+    RequestBody.objects.create(
+        request_id="req_pages_1",
+        cost_center=research,
+        created_at=timezone.now(),
+        request_text='{"messages": [{"role": "user", "content": "key [REDACTED]"}]}',
+        response_text="event: message_stop",
+    )
     UsageRollup.objects.create(
         day=date(2025, 5, 1),
         cost_center=research,
@@ -94,7 +105,7 @@ def admin_url(model, view: str, *args) -> str:
 def test_every_model_is_registered_in_the_admin():
     registered = set(admin.site._registry)
 
-    assert registered == {*ADDABLE, *VIEW_ONLY, Group}
+    assert registered == {*ADDABLE, *VIEW_ONLY, *SIGN_IN_RECORDS, Group}
 
 
 def test_site_header_names_the_control_room(client, staff):

@@ -78,6 +78,30 @@ def test_secret_resolves_to_the_key_with_the_owners_cost_center(alice, research)
     )
 
 
+def test_key_context_carries_the_cost_centers_body_logging_from_the_same_query(
+    alice, research, django_assert_num_queries
+):
+    research.log_bodies = True
+    research.body_redact_patterns = "ACME-\\d{6}\n\n  INTERNAL-\\d+  \n"
+    research.save()
+
+    with django_assert_num_queries(1):
+        context = virtual_key_resolve(alice.secret)
+
+    assert context is not None
+    assert (context.log_bodies, context.body_redact_patterns) == (
+        True,
+        (r"ACME-\d{6}", r"INTERNAL-\d+"),
+    )
+
+
+def test_body_logging_is_off_in_the_key_context_by_default(alice):
+    context = virtual_key_resolve(alice.secret)
+
+    assert context is not None
+    assert (context.log_bodies, context.body_redact_patterns) == (False, ())
+
+
 def test_key_cost_center_overrides_the_owners_default(alice, ops):
     issued = virtual_key_issue(owner=alice.user, cost_center=ops)
 

@@ -162,3 +162,61 @@ def test_a_missing_cost_center_is_a_404_naming_it(admin_api, db):
 
     assert response.status_code == 404
     assert response.json() == {"detail": "No cost center with id 999.", "field": None}
+
+
+def test_body_logging_is_off_by_default_and_a_patch_turns_it_on_with_patterns(admin_api, research):
+    created = admin_api.post("/cost-centers", {"code": "design", "name": "Design"}).json()
+    patterns = "ACME-\\d{6}\nINTERNAL-\\d+"
+
+    response = admin_api.patch(
+        f"/cost-centers/{research.pk}", {"log_bodies": True, "body_redact_patterns": patterns}
+    )
+
+    assert (created["log_bodies"], created["body_redact_patterns"]) == (False, "")
+    assert response.status_code == 200
+    assert (response.json()["log_bodies"], response.json()["body_redact_patterns"]) == (
+        True,
+        patterns,
+    )
+    research.refresh_from_db()
+    assert (research.log_bodies, research.body_redact_pattern_list) == (
+        True,
+        ("ACME-\\d{6}", "INTERNAL-\\d+"),
+    )
+    event = AuditEvent.objects.get(action="update")
+    assert event.changes == {
+        "log_bodies": [False, True],
+        "body_redact_patterns": ["", patterns],
+    }
+
+
+@pytest.mark.parametrize(
+    ("patterns", "detail"),
+    [
+        (
+            "ACME-(\\d+",
+            "Line 1 is not a valid regular expression: "
+            "missing ), unterminated subpattern at position 5.",
+        ),
+        (
+            "ok\n\nx*",
+            "Line 3 matches the empty string; a pattern must match some text.",
+        ),
+    ],
+)
+@pytest.mark.parametrize("method", ["post", "patch"])
+def test_a_redaction_pattern_that_is_not_a_usable_regex_is_a_400_naming_the_line(
+    admin_api, research, method, patterns, detail
+):
+    if method == "post":
+        response = admin_api.post(
+            "/cost-centers", {"code": "design", "name": "Design", "body_redact_patterns": patterns}
+        )
+    else:
+        response = admin_api.patch(
+            f"/cost-centers/{research.pk}", {"body_redact_patterns": patterns}
+        )
+
+    assert response.status_code == 400
+    assert response.json() == {"detail": detail, "field": "body_redact_patterns"}
+    assert CostCenter.objects.filter(body_redact_patterns=patterns).count() == 0
