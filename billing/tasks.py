@@ -6,7 +6,7 @@ from celery import shared_task
 from django.db import OperationalError
 from django.utils import timezone
 
-from billing import exports, invoices, rollups
+from billing import exports, invoices, retention, rollups
 from billing.periods import month_start, parse_period, previous_month
 
 # A lock wait that timed out (see selectors.request_log_watermark) or a database restart:
@@ -40,3 +40,10 @@ def export_month(period: str | None = None) -> int:
     """Write the month's CSV files (default: the previous month). Returns how many."""
     month = parse_period(period) if period else previous_month(month_start(timezone.now().date()))
     return len(exports.export_month(month))
+
+
+@shared_task(name="billing.purge_request_log", **RETRY)
+def purge_request_log() -> int:
+    """Daily at 03:40 UTC: delete request log rows past GATEHOUSE_LOG_RETENTION_DAYS that
+    are rolled up and on finalized invoices. Returns how many."""
+    return retention.request_log_purge().deleted

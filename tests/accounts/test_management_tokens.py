@@ -109,3 +109,19 @@ def test_tokens_and_virtual_keys_are_not_interchangeable(alice):
 
     assert management_token_resolve(alice.secret) is None
     assert virtual_key_resolve(issued.secret) is None
+
+
+def test_resolving_a_token_goes_through_the_constant_time_comparison(alice, monkeypatch):
+    issued = management_token_issue(owner=alice.user, scope=TokenScope.ADMIN)
+    calls = []
+    original = keys.secret_matches
+
+    def spy(secret, secret_hash):
+        calls.append(secret_hash)
+        return original(secret, secret_hash)
+
+    monkeypatch.setattr(keys, "secret_matches", spy)
+
+    assert management_token_resolve(issued.secret) is not None
+    assert management_token_resolve(issued.secret[:-1] + "#") is None
+    assert calls == [issued.token.secret_hash, issued.token.secret_hash]
