@@ -1,6 +1,7 @@
 """Test overrides: a handful of values on top of config.settings."""
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("DEBUG", "1")
 
@@ -11,7 +12,13 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 CELERY_TASK_ALWAYS_EAGER = True
 SECURE_SSL_REDIRECT = False
-GATEHOUSE = {**GATEHOUSE, "SPOOL_DIR": VAR_DIR / f"test-spool-{os.getpid()}"}
+# A spool of its own per process, unless a live-server test chose one to look into.
+GATEHOUSE = {
+    **GATEHOUSE,
+    "SPOOL_DIR": Path(
+        os.environ.get("GATEHOUSE_SPOOL_DIR") or VAR_DIR / f"test-spool-{os.getpid()}"
+    ),
+}
 
 # Live-server tests run Daphne in a subprocess against the test database, so SQLite's test
 # database must be a file both processes can open (not the default in-memory one).

@@ -1,9 +1,19 @@
 """Writes RequestLog rows off the hot path: queued in memory, priced and inserted in batches.
 
 The proxy only appends a plain dict to a queue. A writer thread prices the rows with the
-cached price book and bulk-inserts them; if the database is unreachable the batch goes to a
-spool file on local disk and is replayed later. Inserts ignore rows whose request_id already
-exists, so a replay never counts a request twice. On process exit the queue is drained.
+cached price book and bulk-inserts them. Inserts ignore rows whose request_id already exists,
+so writing a row twice never counts a request twice. On process exit the queue is drained.
+
+When the database cannot take a batch, the batch goes to a spool file on local disk (written
+to a temporary name, fsynced, then renamed: a file either holds whole rows or is not there),
+and until the database answers again the writer spools every batch without trying it, so
+rows reach the disk within the flush interval. A replayer thread writes spooled files back,
+oldest first, every few seconds; its first success ends the outage. Several processes may
+share the spool directory: a file is claimed by an atomic rename before it is replayed, and
+files a dead process left claimed or half-written are taken back after ORPHAN_AGE_S. Lines
+that cannot be read and rows the database refuses (not an outage: bad data) are moved to
+`rejected/` in the spool directory with an error in the log, so one bad row never blocks
+the rest; a file moved back into the spool directory is replayed again.
 """
 
 from __future__ import annotations
@@ -16,29 +26,38 @@ import threading
 import time
 import uuid
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import orjson
 from django.conf import settings
 from django.db import (
-    DatabaseError,
     InterfaceError,
+    OperationalError,
+    ProgrammingError,
     close_old_connections,
-    connection,
     reset_queries,
 )
 from django.utils.dateparse import parse_datetime
 
-from gateway import live_feed
+from gateway import body_log, live_feed
 from gateway.contracts import Usage
-from gateway.models import RequestLog
+from gateway.models import RequestBody, RequestLog
 from gateway.pricing import PriceBook, price_request, quantize_cost
 from gateway.selectors import price_book_load
 
 logger = logging.getLogger(__name__)
 
 _DATETIME_FIELDS = ("started_at", "finished_at")
+# Errors after which the rows are kept to be written later: the database is unreachable,
+# or its schema is not what this code expects (a deploy in progress). Any other error is
+# about the rows themselves.
+RETRY_LATER_ERRORS = (OperationalError, InterfaceError, ProgrammingError)
+REPLAY_INTERVAL_S = 5.0  # how often the spool is looked at while the database is fine
+DATABASE_RETRY_S = 2.0  # how often the replayer tries the database while it is failing
+ORPHAN_AGE_S = 60.0  # a claimed or temporary spool file older than this lost its process
+REJECTED_DIR = "rejected"
 
 
 def _row_to_json(row: dict[str, Any]) -> bytes:
@@ -47,10 +66,34 @@ def _row_to_json(row: dict[str, Any]) -> bytes:
 
 def _row_from_json(raw: bytes) -> dict[str, Any]:
     row = orjson.loads(raw)
+    if not isinstance(row, dict) or not isinstance(row.get("request_id"), str):
+        raise ValueError("not a RequestLog row")
     for name in _DATETIME_FIELDS:
         if row.get(name):
             row[name] = parse_datetime(row[name])
     return row
+
+
+def read_spool_file(path: Path) -> tuple[list[dict[str, Any]], list[bytes]]:
+    """The rows of a spool file, and the lines that are not rows (a torn or damaged file)."""
+    rows: list[dict[str, Any]] = []
+    unreadable: list[bytes] = []
+    for line in path.read_bytes().splitlines():
+        if not line.strip():
+            continue
+        try:
+            rows.append(_row_from_json(line))
+        except (ValueError, TypeError):
+            unreadable.append(line)
+    return rows, unreadable
+
+
+def _close_connections() -> None:
+    """Give back this thread's connection; a broken one is dropped (the pool makes another)."""
+    try:
+        close_old_connections()
+    except (OperationalError, InterfaceError):
+        pass
 
 
 class RequestRecorder:
@@ -71,12 +114,21 @@ class RequestRecorder:
         self._price_book: PriceBook | None = None
         self._price_book_at = 0.0
         self._stopping = False
+        self._replayer: threading.Thread | None = None
+        self._replay_due = threading.Event()
+        self._replay_lock = threading.Lock()
+        self.database_is_down = False
         self.written = 0
 
     # -- the hot path ------------------------------------------------------------------
     def record(self, row: dict[str, Any]) -> None:
         self._ensure_started()
         self._queue.put(row)
+
+    @property
+    def queue_depth(self) -> int:
+        """Rows queued in memory and not yet written or spooled (a gauge)."""
+        return self._queue.qsize()
 
     # -- lifecycle ---------------------------------------------------------------------
     def _ensure_started(self) -> None:
@@ -88,6 +140,10 @@ class RequestRecorder:
                     target=self._run, name="gatehouse-recorder", daemon=True
                 )
                 self._thread.start()
+                self._replayer = threading.Thread(
+                    target=self._replay_loop, name="gatehouse-recorder-replay", daemon=True
+                )
+                self._replayer.start()
                 atexit.register(self.stop)
 
     def stop(self, timeout_s: float = 10.0) -> None:
@@ -96,6 +152,7 @@ class RequestRecorder:
         if thread is None or self._stopping:
             return
         self._stopping = True
+        self._replay_due.set()
         self._queue.put(None)
         thread.join(timeout_s)
 
@@ -109,20 +166,35 @@ class RequestRecorder:
 
     # -- the writer thread -------------------------------------------------------------
     def _run(self) -> None:
-        last_replay = 0.0
         while True:
             pending, waiters, stop = self._collect_batch()
             if pending:
-                self._write_or_spool(pending)
-            now = time.monotonic()
-            if now - last_replay > 5.0 or waiters or stop:
-                last_replay = now
-                self._replay_spool()
+                try:
+                    body_log.seal_rows(pending)  # redacted before any write or spool
+                    self._write_or_spool(pending)
+                except Exception:
+                    # The thread must outlive any batch, or every later row would be lost.
+                    logger.exception("Recorder lost a batch of %d rows", len(pending))
+            if waiters or (stop and not self.database_is_down):
+                self._replay_logged()
             for waiter in waiters:
                 waiter.set()
             if stop:
-                close_old_connections()
+                _close_connections()
                 return
+
+    def _replay_loop(self) -> None:
+        while not self._stopping:
+            self._replay_due.wait(DATABASE_RETRY_S if self.database_is_down else REPLAY_INTERVAL_S)
+            self._replay_due.clear()
+            if not self._stopping:
+                self._replay_logged()
+
+    def _replay_logged(self) -> None:
+        try:
+            self._replay_spool()
+        except Exception:
+            logger.exception("Spool replay failed")
 
     def _collect_batch(self) -> tuple[list[dict[str, Any]], list[threading.Event], bool]:
         """Rows until the batch is full or `flush_interval_s` after the first one arrived."""
@@ -176,7 +248,7 @@ class RequestRecorder:
         )
         if row.get("endpoint") != "/v1/messages" or (usage == Usage() and not iterations):
             # Nothing billable happened (rejections, count_tokens, models): zero, and exact.
-            row["cost_usd"] = 0
+            row["cost_usd"] = Decimal(0)
             row["is_priced"] = True
             return row
         model = row.get("model_served") or row.get("model_requested") or ""
@@ -196,23 +268,40 @@ class RequestRecorder:
         return row
 
     def _write_or_spool(self, rows: list[dict[str, Any]]) -> None:
+        if self.database_is_down:
+            self._spool(rows)
+            return
         try:
             self._write(rows)
-        except (DatabaseError, InterfaceError, OSError) as error:
-            logger.warning(
-                "RequestLog write failed (%s); spooling %d rows to disk",
-                type(error).__name__,
-                len(rows),
-            )
+        except RETRY_LATER_ERRORS as error:
+            self._database_failed(error)
             self._spool(rows)
-            close_old_connections()
-            connection.close()
+            _close_connections()
+        except Exception:
+            # Most likely one bad row: the replayer writes the file row by row.
+            logger.exception("RequestLog write failed; spooling %d rows", len(rows))
+            self._spool(rows)
+            self._replay_due.set()
+
+    def _database_failed(self, error: Exception) -> None:
+        if not self.database_is_down:
+            logger.warning(
+                "RequestLog cannot be written (%s: %s); rows are spooled to %s until it can",
+                type(error).__name__,
+                str(error).strip().splitlines()[0] if str(error).strip() else "",
+                self.spool_dir,
+            )
+        self.database_is_down = True
 
     def _write(self, rows: list[dict[str, Any]]) -> None:
         objects = []
+        bodies: list[RequestBody] = []
         key_last_used: dict[int, datetime] = {}
         for row in rows:
             row = self._priced(dict(row))
+            body = row.pop("body", None)
+            if body is not None:
+                bodies.append(body_log.request_body_row(row, body))
             objects.append(RequestLog(**row))
             key_id = row.get("virtual_key_id")
             if key_id and row.get("started_at"):
@@ -220,6 +309,8 @@ class RequestRecorder:
                     key_last_used.get(key_id, row["started_at"]), row["started_at"]
                 )
         RequestLog.objects.bulk_create(objects, ignore_conflicts=True, batch_size=500)
+        if bodies:
+            RequestBody.objects.bulk_create(bodies, ignore_conflicts=True, batch_size=50)
         if key_last_used:
             from accounts.models import VirtualKey
 
@@ -241,31 +332,135 @@ class RequestRecorder:
             handle.flush()
             os.fsync(handle.fileno())
         tmp.rename(self.spool_dir / f"{name}.jsonl")
+        _fsync_directory(self.spool_dir)
 
     def _replay_spool(self) -> None:
-        """Write spooled batches; several processes may share the directory, so each file is
-        claimed by an atomic rename first (request ids make a double write harmless anyway)."""
+        """Write spooled files back, oldest first, a batch of files per write; stop at the
+        first sign of an outage."""
         if not self.spool_dir.is_dir():
             return
-        for path in sorted(self.spool_dir.glob("*.jsonl")):
-            claimed = path.with_name(f".{path.stem}.{os.getpid()}.claimed")
+        with self._replay_lock:
+            self._take_back_orphans()
+            paths = sorted(self.spool_dir.glob("*.jsonl"))
+            while paths:
+                claimed, rows, unreadable, origin = self._claim_batch(paths)
+                try:
+                    refused = self._write_row_by_row_if_needed(rows)
+                except RETRY_LATER_ERRORS as error:
+                    for original, claim in claimed:
+                        _put_back(claim, original)
+                    self._database_failed(error)
+                    break
+                for row in refused:
+                    unreadable.setdefault(origin[id(row)], []).append(_row_to_json(row))
+                for name, lines in unreadable.items():
+                    self._reject(name, lines)
+                for _, claim in claimed:
+                    claim.unlink(missing_ok=True)
+                if rows and self.database_is_down:
+                    self.database_is_down = False
+                    logger.info("RequestLog is writable again; replaying the spool")
+            _close_connections()  # the pool's connection goes back until the next replay
+
+    def _claim_batch(
+        self, paths: list[Path]
+    ) -> tuple[
+        list[tuple[Path, Path]], list[dict[str, Any]], dict[str, list[bytes]], dict[int, str]
+    ]:
+        """Claim files from the front of `paths` (consumed) until about a batch of rows.
+
+        Returns the claims (original, claimed path), their rows, their unreadable lines by
+        file name, and which file each row came from (by the row's id())."""
+        claimed: list[tuple[Path, Path]] = []
+        rows: list[dict[str, Any]] = []
+        unreadable: dict[str, list[bytes]] = {}
+        origin: dict[int, str] = {}
+        while paths and len(rows) < self.batch_size:
+            path = paths.pop(0)
+            claim = path.with_name(f".{path.stem}.{os.getpid()}.claimed")
             try:
-                path.rename(claimed)
+                path.rename(claim)
             except FileNotFoundError:
-                continue
+                continue  # another process claimed it
+            os.utime(claim)  # a fresh claim is not an orphan
+            claimed.append((path, claim))
+            file_rows, file_unreadable = read_spool_file(claim)
+            rows += file_rows
+            origin.update((id(row), path.stem) for row in file_rows)
+            if file_unreadable:
+                unreadable[path.stem] = file_unreadable
+        return claimed, rows, unreadable, origin
+
+    def _write_row_by_row_if_needed(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Write the rows; if the batch fails for a reason other than an outage, write them one
+        by one. Returns the rows the database refused."""
+        if not rows:
+            return []
+        try:
+            self._write(rows)
+            return []
+        except RETRY_LATER_ERRORS:
+            raise
+        except Exception:
+            _close_connections()
+        refused = []
+        for row in rows:
             try:
-                rows = [
-                    _row_from_json(line)
-                    for line in claimed.read_bytes().splitlines()
-                    if line.strip()
-                ]
-                self._write(rows)
-            except (DatabaseError, InterfaceError) as error:
-                claimed.rename(path)
-                logger.info("Spool replay postponed: %s", type(error).__name__)
-                close_old_connections()
-                return
-            claimed.unlink()
+                self._write([row])
+            except RETRY_LATER_ERRORS:
+                raise
+            except Exception as error:
+                logger.error(
+                    "Spooled row %s cannot be written: %s: %s",
+                    row.get("request_id"),
+                    type(error).__name__,
+                    error,
+                )
+                refused.append(row)
+                _close_connections()
+        return refused
+
+    def _reject(self, name: str, lines: list[bytes]) -> None:
+        rejected_dir = self.spool_dir / REJECTED_DIR
+        rejected_dir.mkdir(parents=True, exist_ok=True)
+        target = rejected_dir / f"{name}.jsonl"
+        with open(target, "ab") as handle:
+            handle.write(b"".join(line + b"\n" for line in lines))
+            handle.flush()
+            os.fsync(handle.fileno())
+        logger.error(
+            "%d spooled RequestLog rows could not be replayed; kept in %s", len(lines), target
+        )
+
+    def _take_back_orphans(self) -> None:
+        """Claimed or temporary files a dead process left behind go back into the spool."""
+        cutoff = time.time() - ORPHAN_AGE_S
+        for pattern in (".*.claimed", ".*.tmp"):
+            for orphan in self.spool_dir.glob(pattern):
+                try:
+                    if orphan.stat().st_mtime > cutoff:
+                        continue
+                except FileNotFoundError:
+                    continue
+                name = orphan.name[1:].split(".", 1)[0]
+                logger.warning("Taking back spool file %s left by a stopped process", orphan.name)
+                _put_back(orphan, self.spool_dir / f"{name}.jsonl")
+
+
+def _put_back(claimed: Path, path: Path) -> None:
+    try:
+        claimed.rename(path)
+    except FileNotFoundError:
+        pass  # taken back by another process meanwhile: it will be replayed from there
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename inside the directory survive a power cut."""
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 _recorder: RequestRecorder | None = None

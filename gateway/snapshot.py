@@ -8,14 +8,13 @@ made in the admin reaches every process within that time without a restart.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
 
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, InterfaceError
 
 from gateway.models import KeyHealth, Provider, Route, UpstreamKey
 from gateway.pricing import PriceBook
@@ -24,6 +23,12 @@ from gateway.secrets import Secret
 from gateway.selectors import price_book_load
 
 logger = logging.getLogger(__name__)
+
+DATABASE_ERRORS = (DatabaseError, InterfaceError)
+# The longest a request waits for a reload before the previous snapshot is used, and how
+# often the database is probed once a reload failed.
+STALE_WAIT_S = 1.0
+DATABASE_RETRY_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -122,39 +127,73 @@ def snapshot_load() -> GatewaySnapshot:
 
 
 class SnapshotCache:
-    """Holds the current snapshot; one coroutine reloads it when stale, the rest keep going."""
+    """Holds the current snapshot; one task reloads it when stale, the rest keep going.
+
+    While a reload is running, a snapshot at most one TTL past due is served at once; an
+    older one waits for the reload, but never longer than STALE_WAIT_S. When the database
+    fails, the last snapshot is kept (routes, keys and prices as last seen) and served without
+    waiting; a single reload every DATABASE_RETRY_S probes the database until one succeeds.
+    """
 
     def __init__(self, ttl_s: float | None = None) -> None:
         self.ttl_s = ttl_s if ttl_s is not None else settings.GATEHOUSE["CACHE_TTL_S"]
         self._snapshot: GatewaySnapshot | None = None
-        self._lock = asyncio.Lock()
+        self._reload: asyncio.Future[GatewaySnapshot] | None = None
+        self._database_is_down = False
+        self._database_retry_at = 0.0
+        # Closes a connection a failed query left broken before the next reload uses it.
+        self._load = database_sync_to_async(snapshot_load)
 
     def invalidate(self) -> None:
         self._snapshot = None
 
     async def get(self) -> GatewaySnapshot:
         snapshot = self._snapshot
-        if snapshot is not None and time.monotonic() - snapshot.loaded_at < self.ttl_s:
+        now = time.monotonic()
+        if snapshot is not None and self._database_is_down:
+            # Nobody waits on a database that failed: one reload at a time probes it.
+            if self._reload is None and now >= self._database_retry_at:
+                self._start_reload()
             return snapshot
-        if (
-            snapshot is not None
-            and self._lock.locked()
-            and time.monotonic() - snapshot.loaded_at < 2 * self.ttl_s
+        if snapshot is not None and (
+            now - snapshot.loaded_at < self.ttl_s
+            or (self._reload is not None and now - snapshot.loaded_at < 2 * self.ttl_s)
         ):
-            # Someone is reloading; a snapshot at most one TTL past due is good enough meanwhile.
             return snapshot
-        async with self._lock:
-            current = self._snapshot
-            if current is not None and time.monotonic() - current.loaded_at < self.ttl_s:
-                return current
-            try:
-                self._snapshot = await sync_to_async(snapshot_load)()
-            except DatabaseError:
-                if current is None:
-                    raise
-                # The database is away: route with what we knew, and try again next time.
+        reload = self._reload or self._start_reload()
+        if snapshot is None:
+            return await asyncio.shield(reload)
+        try:
+            return await asyncio.wait_for(asyncio.shield(reload), STALE_WAIT_S)
+        except (TimeoutError, *DATABASE_ERRORS):
+            return snapshot
+
+    def _start_reload(self) -> asyncio.Future[GatewaySnapshot]:
+        reload = asyncio.ensure_future(self._reloaded())
+        self._reload = reload
+        reload.add_done_callback(self._reload_done)
+        return reload
+
+    async def _reloaded(self) -> GatewaySnapshot:
+        try:
+            snapshot = await self._load()
+        except DATABASE_ERRORS as error:
+            if not self._database_is_down:
                 logger.warning(
-                    "Snapshot reload failed; keeping the previous routes, keys and prices"
+                    "Database unavailable for the routing snapshot (%s); keeping the previous "
+                    "routes, keys and prices until it answers again",
+                    type(error).__name__,
                 )
-                self._snapshot = dataclasses.replace(current, loaded_at=time.monotonic())
-            return self._snapshot
+            self._database_is_down = True
+            self._database_retry_at = time.monotonic() + DATABASE_RETRY_S
+            raise
+        if self._database_is_down:
+            self._database_is_down = False
+            logger.info("Database answers snapshot reloads again")
+        self._snapshot = snapshot
+        return snapshot
+
+    def _reload_done(self, reload: asyncio.Future[GatewaySnapshot]) -> None:
+        self._reload = None
+        if not reload.cancelled():
+            reload.exception()  # retrieved: waiters that gave up must not leave it unlogged

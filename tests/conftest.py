@@ -10,9 +10,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 import pytest
+from django.db import connections
 
 from accounts.models import CostCenter, User
 from accounts.services import virtual_key_issue
+from gateway.recorder import recorder
 
 pytest_plugins = [
     "tests.live_servers",
@@ -27,6 +29,19 @@ pytest_plugins = [
 class Person:
     user: User
     secret: str
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _database_connections_closed_before_teardown(django_db_setup, django_db_blocker):
+    """In-process proxy tests start the recorder's writer thread, which keeps its connection
+    between batches; stopping it (and closing the pools) lets pytest-django drop the test
+    database cleanly."""
+    yield
+    with django_db_blocker.unblock():
+        recorder().stop()
+        for connection in connections.all(initialized_only=True):
+            if hasattr(connection, "close_pool"):
+                connection.close_pool()
 
 
 @pytest.fixture

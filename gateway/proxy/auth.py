@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
+from functools import partial
 
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, InterfaceError
 from django.utils import timezone
 
 from accounts.contracts import KeyContext
@@ -16,6 +18,12 @@ from accounts.selectors import virtual_key_resolve
 from gateway.errors import GatewayError
 
 logger = logging.getLogger(__name__)
+
+DATABASE_ERRORS = (DatabaseError, InterfaceError)
+# The longest a request with a cached entry waits for a lookup before the entry is used, and
+# how often the database is probed once a lookup failed.
+STALE_WAIT_S = 1.0
+DATABASE_RETRY_S = 2.0
 
 
 def presented_secret(x_api_key: str | None, authorization: str | None) -> str:
@@ -46,40 +54,33 @@ def presented_secret(x_api_key: str | None, authorization: str | None) -> str:
 class KeyCache:
     """Resolved keys by the hash of their secret, for a few seconds, so steady traffic skips the DB.
 
-    Revocation therefore takes effect within the cache TTL in every process.
+    Revocation therefore takes effect within the cache TTL in every process. One lookup per
+    key is in flight at a time, however many requests present it. When the database fails,
+    keys already seen keep working from their last entry (DESIGN.md §5): a request waits at
+    most STALE_WAIT_S for a lookup, and once a lookup has failed nobody waits at all; a
+    single lookup every DATABASE_RETRY_S probes the database until one succeeds. A key never
+    seen cannot be verified while the database is away.
     """
 
     def __init__(self, ttl_s: float | None = None) -> None:
         self.ttl_s: float = ttl_s if ttl_s is not None else settings.GATEHOUSE["CACHE_TTL_S"]
         self._entries: dict[str, tuple[float, KeyContext | None]] = {}
-        self._resolve = sync_to_async(virtual_key_resolve)
+        self._lookups: dict[str, asyncio.Future[KeyContext | None]] = {}
+        self._database_is_down = False
+        self._database_retry_at = 0.0
+        # Closes a connection a failed query left broken before the next lookup uses it.
+        self._resolve = database_sync_to_async(virtual_key_resolve)
 
     def clear(self) -> None:
         self._entries.clear()
 
     async def authenticate(self, secret: str) -> KeyContext:
         digest = hashlib.sha256(secret.encode("utf-8", "surrogateescape")).hexdigest()
-        now = time.monotonic()
         entry = self._entries.get(digest)
-        if entry is None or now - entry[0] >= self.ttl_s:
-            try:
-                context = await self._resolve(secret)
-            except DatabaseError:
-                if entry is None:
-                    raise GatewayError(
-                        "api_error", "The gateway cannot verify this key right now; please retry."
-                    ) from None
-                # The database is away: keys already seen keep working (DESIGN.md §5).
-                logger.warning(
-                    "Key lookup failed; serving the cached key while the database is down"
-                )
-                context = entry[1]
-            else:
-                if len(self._entries) > 100_000:
-                    self._entries.clear()
-                self._entries[digest] = (now, context)
-        else:
+        if entry is not None and time.monotonic() - entry[0] < self.ttl_s:
             context = entry[1]
+        else:
+            context = await self._refreshed(digest, secret, entry)
         if context is None:
             raise GatewayError("authentication_error", "Invalid API key.")
         wall_now = timezone.now()
@@ -88,3 +89,60 @@ class KeyCache:
         ):
             raise GatewayError("authentication_error", "This key has expired.")
         return context
+
+    async def _refreshed(
+        self, digest: str, secret: str, entry: tuple[float, KeyContext | None] | None
+    ) -> KeyContext | None:
+        if self._database_is_down:
+            # Nobody waits on a database that failed: one lookup at a time probes it.
+            if not self._lookups and time.monotonic() >= self._database_retry_at:
+                self._start_lookup(digest, secret)
+            if entry is None:
+                raise _cannot_verify()
+            return entry[1]
+        lookup = self._lookups.get(digest) or self._start_lookup(digest, secret)
+        if entry is None:
+            try:
+                return await asyncio.shield(lookup)
+            except DATABASE_ERRORS:
+                raise _cannot_verify() from None
+        try:
+            return await asyncio.wait_for(asyncio.shield(lookup), STALE_WAIT_S)
+        except (TimeoutError, *DATABASE_ERRORS):
+            return entry[1]
+
+    def _start_lookup(self, digest: str, secret: str) -> asyncio.Future[KeyContext | None]:
+        lookup = asyncio.ensure_future(self._lookup(digest, secret))
+        self._lookups[digest] = lookup
+        lookup.add_done_callback(partial(self._lookup_done, digest))
+        return lookup
+
+    async def _lookup(self, digest: str, secret: str) -> KeyContext | None:
+        try:
+            context = await self._resolve(secret)
+        except DATABASE_ERRORS as error:
+            if not self._database_is_down:
+                logger.warning(
+                    "Database unavailable for key lookups (%s); keys already seen are served "
+                    "from the cache until it answers again",
+                    type(error).__name__,
+                )
+            self._database_is_down = True
+            self._database_retry_at = time.monotonic() + DATABASE_RETRY_S
+            raise
+        if self._database_is_down:
+            self._database_is_down = False
+            logger.info("Database answers key lookups again")
+        if len(self._entries) > 100_000:
+            self._entries.clear()
+        self._entries[digest] = (time.monotonic(), context)
+        return context
+
+    def _lookup_done(self, digest: str, lookup: asyncio.Future[KeyContext | None]) -> None:
+        self._lookups.pop(digest, None)
+        if not lookup.cancelled():
+            lookup.exception()  # retrieved: waiters that gave up must not leave it unlogged
+
+
+def _cannot_verify() -> GatewayError:
+    return GatewayError("api_error", "The gateway cannot verify this key right now; please retry.")
