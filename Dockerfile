@@ -1,4 +1,5 @@
-# Gatehouse production image: Daphne serves HTTP; the same image runs Celery and migrations.
+# Gatehouse production image: Daphne (python -m gateway.serve) serves HTTP; the same image
+# runs Celery and migrations.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -25,7 +26,7 @@ RUN SECRET_KEY=build-only-not-a-secret-collectstatic \
     GATEHOUSE_ENCRYPTION_KEY=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= \
     python manage.py collectstatic --noinput \
     && chmod 0755 docker/entrypoint.sh \
-    && mkdir -p var/beat \
+    && mkdir -p var/beat var/spool \
     && chown -R gatehouse:gatehouse var
 
 USER gatehouse
@@ -33,4 +34,6 @@ USER gatehouse
 EXPOSE 8000
 
 ENTRYPOINT ["/app/docker/entrypoint.sh"]
-CMD ["daphne", "--proxy-headers", "-b", "0.0.0.0", "-p", "8000", "config.asgi:application"]
+# gateway.serve is Daphne with backpressure and a graceful shutdown on SIGTERM (drains for
+# GATEHOUSE_SHUTDOWN_GRACE_S seconds); give `docker stop -t` / stop_grace_period more than that.
+CMD ["python", "-m", "gateway.serve", "-b", "0.0.0.0", "-p", "8000"]

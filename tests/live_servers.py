@@ -1,4 +1,4 @@
-"""Real servers for integration tests: Gatehouse under Daphne, in a subprocess.
+"""Real servers for integration tests: Gatehouse under Daphne (gateway.serve), in a subprocess.
 
 The server talks to the same test database as the test process, so tests that use it
 need committed data (`transactional_db`).
@@ -80,12 +80,11 @@ def start_gatehouse(extra_env: dict[str, str] | None = None) -> LiveServer:
         [
             sys.executable,
             "-m",
-            "daphne",
+            "gateway.serve",
             "-b",
             "127.0.0.1",
             "-p",
             str(port),
-            "config.asgi:application",
         ],
         cwd=REPO,
         env=env,

@@ -121,14 +121,15 @@ def test_web_runs_two_daphne_replicas_with_a_healthcheck(compose):
     assert web["build"] == "."
     assert web["deploy"]["replicas"] == 2
     assert web["command"] == [
-        "daphne",
-        "--proxy-headers",
+        "python",
+        "-m",
+        "gateway.serve",
         "-b",
         "0.0.0.0",
         "-p",
         "8000",
-        "config.asgi:application",
     ]
+    assert web["stop_grace_period"] == "40s"  # longer than the 30 s shutdown drain
     assert web["healthcheck"]["test"][:3] == ["CMD", "python", "-c"]
     assert '"HEAD", "/api/hello"' in web["healthcheck"]["test"][3]
 
@@ -186,7 +187,11 @@ def test_named_volumes_are_declared_and_all_used(compose):
         if not mount.startswith((".", "/", "~"))
     }
 
-    assert used == set(compose["volumes"]) == {"postgres-data", "redis-data", "beat-schedule"}
+    assert (
+        used
+        == set(compose["volumes"])
+        == {"postgres-data", "redis-data", "beat-schedule", "request-spool"}
+    )
     assert "postgres-data:/var/lib/postgresql/data" in compose["services"]["postgres"]["volumes"]
 
 
@@ -265,7 +270,7 @@ def test_dockerfile_runs_daphne_through_the_entrypoint():
 
     assert instructions["ENTRYPOINT"] == '["/app/docker/entrypoint.sh"]'
     assert instructions["CMD"] == (
-        '["daphne", "--proxy-headers", "-b", "0.0.0.0", "-p", "8000", "config.asgi:application"]'
+        '["python", "-m", "gateway.serve", "-b", "0.0.0.0", "-p", "8000"]'
     )
 
 
