@@ -7,10 +7,11 @@ from typing import Any
 from asgiref.typing import ASGIReceiveCallable, ASGISendCallable
 
 PROXY_PATH_PREFIXES = ("/v1/", "/api/hello")
+PROXY_EXACT_PATHS = frozenset({"/v1", "/metrics"})
 
 
 def is_proxy_path(path: str) -> bool:
-    return path == "/v1" or path.startswith(PROXY_PATH_PREFIXES)
+    return path in PROXY_EXACT_PATHS or path.startswith(PROXY_PATH_PREFIXES)
 
 
 class GatewayDispatcher:

@@ -1,9 +1,12 @@
-"""A tap on an Anthropic SSE byte stream: reads usage without touching or delaying bytes.
+"""A tap on an Anthropic SSE byte stream: reads usage and checks the framing of every event.
 
-The relay hands every chunk to `SSETap.feed` after writing it to the client. The tap keeps
-only the unfinished tail of the current event and decodes JSON for the few events that
-carry usage (`message_start`, `message_delta`) or an error; text deltas are skipped by a
-byte-prefix check, never parsed.
+The relay hands every chunk to `SSETap.feed` before writing it to the client. The tap keeps
+only the unfinished tail of the current event, decodes the events that carry usage
+(`message_start`, `message_delta`) or an error, and checks that every event is what the
+SDKs can read: only `event:`/`data:`/`id:`/`retry:` fields and `:` comments, a name for any
+event with data, and data that is one JSON object. The first event that is not marks the
+stream malformed; `feed` then says where in the chunk that event starts, so the relay can
+stop in front of it instead of passing garbage on.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import orjson
 from gateway.usage import StreamUsage
 
 _INTERESTING = (b"message_start", b"message_delta", b"error")
+_FIELDS = (b"event:", b"data:", b"id:", b"retry:", b":")
 _MAX_TAIL = 4 * 1024 * 1024
 
 
@@ -25,50 +29,75 @@ class SSETap:
         self.events_seen = 0
         self.error: dict[str, Any] | None = None
         self.saw_message_stop = False
+        self.malformed: str | None = None  # why the stream is not a valid event stream
 
     @property
     def at_event_boundary(self) -> bool:
         """True when no event is half-received: a gateway ping may be inserted now."""
         return not self._tail.strip(b"\r\n")
 
-    def feed(self, chunk: bytes) -> None:
+    def feed(self, chunk: bytes) -> int | None:
+        """Read `chunk`; None if every event in it is sound, else the offset in `chunk` where
+        the first malformed event starts (0 when it began in an earlier chunk)."""
+        if self.malformed is not None:
+            return 0
+        tail_length = len(self._tail)
         data = self._tail + chunk if self._tail else chunk
         # Events end with a blank line. Normalise CRLF only when present (rare).
-        if b"\r" in data:
+        has_cr = b"\r" in data
+        if has_cr:
             data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         start = 0
         while True:
             end = data.find(b"\n\n", start)
             if end < 0:
                 break
-            self._on_event(data[start:end])
+            problem = self._on_event(data[start:end])
+            if problem is not None:
+                self.malformed = problem
+                self._tail = b""
+                offset = max(0, start - tail_length)
+                return _raw_offset(chunk, offset) if has_cr else offset
             start = end + 2
         self._tail = data[start:]
         if len(self._tail) > _MAX_TAIL:
             self._tail = b""
+        return None
 
-    def _on_event(self, raw: bytes) -> None:
-        if not raw:
-            return
-        self.events_seen += 1
+    def _on_event(self, raw: bytes) -> str | None:
+        """Take in one event; the reason it is malformed, or None."""
         name = b""
         data = b""
+        has_field = False
         for line in raw.split(b"\n"):
+            if not line.startswith(_FIELDS):
+                if line.strip():
+                    return "a line that is not an SSE field"
+                continue
+            if line.startswith(b":"):
+                continue
+            has_field = True
             if line.startswith(b"event:"):
                 name = line[6:].strip()
             elif line.startswith(b"data:"):
-                data = data + line[5:].lstrip() if data else line[5:].lstrip()
+                data = data + b"\n" + line[5:].lstrip() if data else line[5:].lstrip()
+        if not has_field:
+            return None  # comments (or stray blank lines) only
+        self.events_seen += 1
+        if data and not name:
+            return "an event without a name"
         if name == b"message_stop":
             self.saw_message_stop = True
-            return
-        if name not in _INTERESTING or not data:
-            return
+        if not data:
+            return None
         try:
             payload = orjson.loads(data)
         except orjson.JSONDecodeError:
-            return
+            return f"invalid JSON in a {name.decode('utf-8', 'replace')} event"
         if not isinstance(payload, dict):
-            return
+            return f"a {name.decode('utf-8', 'replace')} event whose data is not an object"
+        if name not in _INTERESTING:
+            return None
         if name == b"message_start":
             message = payload.get("message")
             if isinstance(message, dict):
@@ -78,3 +107,16 @@ class SSETap:
         elif name == b"error":
             error = payload.get("error")
             self.error = error if isinstance(error, dict) else {"type": "api_error"}
+        return None
+
+
+def _raw_offset(chunk: bytes, normalized_offset: int) -> int:
+    """The offset in `chunk` of the byte at `normalized_offset` once CRLF/CR became LF."""
+    position = count = 0
+    while count < normalized_offset and position < len(chunk):
+        if chunk[position : position + 2] == b"\r\n":
+            position += 2
+        else:
+            position += 1
+        count += 1
+    return position

@@ -2,27 +2,47 @@
 
 Specs (control API queue or the `x-emulator-fault` header, one request):
   `<status>` (`500`, `529`, `429`, `401`, any code in errors.ERROR_TYPES_BY_STATUS;
-  `429:<seconds>` sets retry-after), `drop_mid_stream`, `error_event_mid_stream`,
-  `slow_first_byte:<ms>`, `silence:<ms>`, `malformed_json`, `malformed_sse`.
+  `429:<seconds>` sets retry-after), `drop_mid_stream` (the connection closed after the
+  first delta), `reset_mid_stream` (the same, but aborted: a TCP reset),
+  `error_event_mid_stream`, `slow_first_byte:<ms>`, `silence:<ms>` (after the first
+  delta), `endless:<ms>` (a stream that never ends: a delta every <ms>), `malformed_json`
+  (half a body, or one delta's JSON cut in half), `malformed_sse` (garbage lines).
 Stream-only faults are not consumed by non-streaming requests, so a client's
 non-streaming fallback after a broken stream gets a normal answer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from gateway.emulator.errors import ERROR_TYPES_BY_STATUS, EmulatorError, invalid_request
 from gateway.emulator.responses import OVERLOADED_EVENT, Frame
 
-STREAM_ONLY = frozenset({"drop_mid_stream", "error_event_mid_stream", "silence", "malformed_sse"})
-WITH_MILLISECONDS = frozenset({"slow_first_byte", "silence"})
+STREAM_ONLY = frozenset(
+    {
+        "drop_mid_stream",
+        "reset_mid_stream",
+        "error_event_mid_stream",
+        "silence",
+        "endless",
+        "malformed_sse",
+    }
+)
+WITH_MILLISECONDS = frozenset({"slow_first_byte", "silence", "endless"})
 PLAIN_KINDS = frozenset(
-    {"drop_mid_stream", "error_event_mid_stream", "malformed_json", "malformed_sse"}
+    {
+        "drop_mid_stream",
+        "reset_mid_stream",
+        "error_event_mid_stream",
+        "malformed_json",
+        "malformed_sse",
+    }
 )
 ENDPOINTS = ("messages", "count_tokens", "models", "any")
 DEFAULT_RETRY_AFTER_SECONDS = 1
+RESET_AFTER_SECONDS = 0.05
 
 MALFORMED_SSE = (
     b'data: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}\n'
@@ -146,19 +166,26 @@ class Pause(NamedTuple):
 
 
 class Drop(NamedTuple):
-    """Close the connection without finishing the response."""
+    """Close the connection without finishing the response (`reset`: abort it, a TCP RST)."""
+
+    reset: bool = False
 
 
 Step = bytes | Pause | Drop
 
 
-def stream_script(frames: list[Frame], *, delay_seconds: float, fault: Fault | None) -> list[Step]:
+def stream_script(
+    frames: list[Frame], *, delay_seconds: float, fault: Fault | None
+) -> Iterable[Step]:
     """The bytes to send and the pauses between them, with the fault (if any) applied."""
     kind = fault.kind if fault is not None else None
     if kind == "error_event_mid_stream":
         return [frames[0].data, OVERLOADED_EVENT]
     if kind == "malformed_sse":
         return [frames[0].data, MALFORMED_SSE]
+    if kind == "endless":
+        assert fault is not None
+        return _endless(frames, fault.milliseconds / 1000)
     steps: list[Step] = []
     seen_delta = False
     for frame in frames:
@@ -175,7 +202,21 @@ def stream_script(frames: list[Frame], *, delay_seconds: float, fault: Fault | N
             if kind == "drop_mid_stream":
                 steps.append(Drop())
                 return steps
+            if kind == "reset_mid_stream":
+                # Let the bytes so far reach the client first: an abort discards unsent ones.
+                steps += [Pause(RESET_AFTER_SECONDS), Drop(reset=True)]
+                return steps
             if kind == "silence":
                 assert fault is not None
                 steps.append(Pause(fault.milliseconds / 1000))
     return steps
+
+
+def _endless(frames: list[Frame], interval_seconds: float) -> Iterator[Step]:
+    """The stream's head, then its first delta again and again, never a message_stop."""
+    for frame in frames:
+        if frame.is_delta:
+            while True:
+                yield frame.data
+                yield Pause(interval_seconds)
+        yield frame.data

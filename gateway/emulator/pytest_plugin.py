@@ -80,6 +80,9 @@ class EmulatorClient:
         suffix = f"?limit={limit}" if limit is not None else ""
         return self._call("GET", f"requests{suffix}")["requests"]
 
+    def clear_requests(self) -> None:
+        self._call("DELETE", "requests")
+
     def last_request(self) -> dict[str, Any]:
         recorded = self.requests(limit=1)
         if not recorded:

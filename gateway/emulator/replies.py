@@ -70,7 +70,10 @@ def build_reply(body: dict[str, Any], behaviour: Behaviour, *, request_body: byt
     output_tokens = 0
 
     thinking = body.get("thinking")
-    if isinstance(thinking, dict) and thinking.get("type") in THINKING_TYPES:
+    if not isinstance(thinking, dict):
+        thinking = {}
+    thinking_type = thinking.get("type")
+    if isinstance(thinking_type, str) and thinking_type in THINKING_TYPES:
         thought = f"The user wrote: {echo or 'nothing'}. A short, friendly answer will do."
         output_tokens += estimate_text_tokens(thought)
         shown = "" if thinking.get("display") == "omitted" else thought

@@ -95,7 +95,7 @@ class Responder:
     ) -> None:
         await self.complete(status, [JSON_CONTENT_TYPE, *headers], body)
 
-    async def play(self, steps: list[Step]) -> None:
+    async def play(self, steps: Iterable[Step]) -> None:
         """Send a started response's body: bytes coalesced between pauses, then the end."""
         pending: list[bytes] = []
         for step in steps:
@@ -110,7 +110,7 @@ class Responder:
             if isinstance(step, Pause):
                 await asyncio.sleep(step.seconds)
             elif isinstance(step, Drop):
-                drop_connection(self.send)
+                drop_connection(self.send, reset=step.reset)
                 return
         await self.send(
             {"type": "http.response.body", "body": b"".join(pending), "more_body": False}
@@ -120,8 +120,9 @@ class Responder:
         drop_connection(self.send)
 
 
-def drop_connection(send: Send) -> None:
-    """Close the TCP connection mid-response, after flushing what was already written.
+def drop_connection(send: Send, *, reset: bool = False) -> None:
+    """Close the TCP connection mid-response, after flushing what was already written; with
+    `reset`, abort it instead (unsent bytes dropped, the peer gets a TCP RST).
 
     ASGI has no "abort" message. Under Daphne, `send` is `partial(server.handle_reply,
     protocol)`, and the protocol (a Twisted request) owns the transport; closing it leaves
@@ -131,4 +132,7 @@ def drop_connection(send: Send) -> None:
     transport = getattr(protocol, "transport", None)
     if transport is None:
         raise ConnectionDroppedError
-    transport.loseConnection()
+    if reset:
+        transport.abortConnection()
+    else:
+        transport.loseConnection()

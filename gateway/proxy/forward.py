@@ -10,6 +10,7 @@ upstream answer is relayed as it is, so the client sees the provider's own error
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import math
@@ -99,7 +100,17 @@ def prepare_body(
             )
             if injection.payload is not None:
                 prepared, markers = injection.payload, injection.markers_added
-    return (body if prepared is payload else orjson.dumps(prepared)), markers
+    if prepared is payload:
+        return body, markers
+    try:
+        return orjson.dumps(prepared), markers
+    except orjson.JSONEncodeError:  # orjson reads 1024 levels of nesting but writes only 254
+        if served_model == model:
+            return body, 0  # cache markers are an optimisation: send the client's bytes instead
+        raise GatewayError(
+            "invalid_request_error",
+            "Request body nests JSON too deeply for the gateway to rewrite it for this route.",
+        ) from None
 
 
 async def _take_out_of_pool(upstream_key_id: int, status: int) -> None:
@@ -112,6 +123,18 @@ async def _take_out_of_pool(upstream_key_id: int, status: int) -> None:
         )
     except DatabaseError:
         logger.warning("Could not mark upstream key %s unhealthy", upstream_key_id, exc_info=True)
+
+
+class UpstreamUnavailable(GatewayError):
+    """Every attempt upstream failed (refused, reset, timed out, rate limited, overloaded)
+    and no upstream answer is left to relay: recorded as an upstream error."""
+
+
+def _unreachable(provider_name: str, error: httpx.TransportError) -> GatewayError:
+    return GatewayError(
+        "api_error",
+        f"Upstream provider '{provider_name}' is unreachable ({type(error).__name__}).",
+    )
 
 
 def _pool_exhausted(soonest_free_at: float, now: float) -> GatewayError:
@@ -216,47 +239,63 @@ async def forward(
                 continue
             except httpx.TransportError as error:
                 only_rate_limited = False
-                last_problem = GatewayError(
-                    "api_error",
-                    f"Upstream provider '{provider.name}' is unreachable ({type(error).__name__}).",
-                )
+                last_problem = _unreachable(provider.name, error)
                 continue
-            status = response.status_code
-            exchange.row["upstream_request_id"] = (
-                response.headers.get("request-id")
-                or response.headers.get("x-amzn-requestid")
-                or response.headers.get("x-request-id")
-                or ""
-            )[:100]
-            state = observed_state(response.headers, states.get(key_id, KeyState()))
-            if status == 429:
-                rest_until = time.time() + cooldown_seconds(response.headers, time.time())
-                state = dataclasses.replace(state, cooldown_until=rest_until)
-                soonest_free_at = min(soonest_free_at or rest_until, rest_until)
-            if state != states.get(key_id):
-                await state_store.save(key_id, state)
-            if status in AUTH_FAILURE_STATUS:
-                # The provider refused the gateway's key, not the client's: never relay that as
-                # the client's own 401/403.
-                await _take_out_of_pool(key_id, status)
-                await state_store.save(key_id, KeyState(unhealthy_reason=f"upstream {status}"))
-                only_rate_limited = False
-                await response.aclose()
-                last_problem = GatewayError(
-                    "api_error", f"Provider '{provider.name}' rejected the gateway's upstream key."
-                )
-                continue
-            if status in RETRYABLE_STATUS:
-                only_rate_limited = only_rate_limited and status == 429
-                await response.aread()
-                await response.aclose()
-                last_response = UpstreamResponse(response, adapter)
-                continue
-            if session_id and affinity != key_id:
-                await state_store.set_affinity(session_id, key_id)
-            return UpstreamResponse(response, adapter)
+            try:
+                status = response.status_code
+                exchange.row["upstream_request_id"] = (
+                    response.headers.get("request-id")
+                    or response.headers.get("x-amzn-requestid")
+                    or response.headers.get("x-request-id")
+                    or ""
+                )[:100]
+                state = observed_state(response.headers, states.get(key_id, KeyState()))
+                if status == 429:
+                    rest_until = time.time() + cooldown_seconds(response.headers, time.time())
+                    state = dataclasses.replace(state, cooldown_until=rest_until)
+                    soonest_free_at = min(soonest_free_at or rest_until, rest_until)
+                if state != states.get(key_id):
+                    await state_store.save(key_id, state)
+                if status in AUTH_FAILURE_STATUS:
+                    # The provider refused the gateway's key, not the client's: never relay
+                    # that as the client's own 401/403.
+                    await _take_out_of_pool(key_id, status)
+                    await state_store.save(key_id, KeyState(unhealthy_reason=f"upstream {status}"))
+                    only_rate_limited = False
+                    await response.aclose()
+                    last_problem = GatewayError(
+                        "api_error",
+                        f"Provider '{provider.name}' rejected the gateway's upstream key.",
+                    )
+                    continue
+                if status in RETRYABLE_STATUS:
+                    only_rate_limited = only_rate_limited and status == 429
+                    try:
+                        await response.aread()
+                    except httpx.TransportError as error:
+                        # The error body never arrived whole: nothing to relay from this one.
+                        last_problem = _unreachable(provider.name, error)
+                    else:
+                        last_response = UpstreamResponse(response, adapter)
+                    await response.aclose()
+                    continue
+                if session_id and affinity != key_id:
+                    await state_store.set_affinity(session_id, key_id)
+                return UpstreamResponse(response, adapter)
+            except BaseException:
+                # Cancelled (the client hung up) or failed while judging the answer: the
+                # response must not keep its connection.
+                await asyncio.shield(response.aclose())
+                raise
     if only_rate_limited and soonest_free_at is not None:
-        raise _pool_exhausted(soonest_free_at, time.time())
-    if last_response is not None:
+        problem = _pool_exhausted(soonest_free_at, time.time())
+    elif last_response is not None:
         return last_response
-    raise last_problem
+    else:
+        problem = last_problem
+    if exchange.row["attempts"]:
+        # Upstream was tried and failed: the provider's fault, not a refusal by the gateway.
+        raise UpstreamUnavailable(
+            problem.error_type, problem.message, status=problem.status, headers=problem.headers
+        )
+    raise problem

@@ -1,5 +1,7 @@
 """Fault specs, the fault queue and how faults reshape a stream: pure, no server."""
 
+import itertools
+
 import orjson
 import pytest
 
@@ -7,6 +9,7 @@ from gateway.emulator.cache import CacheUsage
 from gateway.emulator.errors import EmulatorError
 from gateway.emulator.faults import (
     MALFORMED_SSE,
+    RESET_AFTER_SECONDS,
     Drop,
     FaultQueue,
     Pause,
@@ -55,7 +58,11 @@ def test_status_faults_become_anthropic_errors(spec, status, error_type, headers
 
 @pytest.mark.parametrize(
     ("spec", "kind", "milliseconds"),
-    [("slow_first_byte:250", "slow_first_byte", 250.0), ("silence:1500", "silence", 1500.0)],
+    [
+        ("slow_first_byte:250", "slow_first_byte", 250.0),
+        ("silence:1500", "silence", 1500.0),
+        ("endless:20", "endless", 20.0),
+    ],
 )
 def test_timed_faults_carry_milliseconds(spec, kind, milliseconds):
     fault = parse_fault(spec)
@@ -64,7 +71,8 @@ def test_timed_faults_carry_milliseconds(spec, kind, milliseconds):
 
 
 @pytest.mark.parametrize(
-    "spec", ["418", "explode", "silence", "silence:soon", "drop_mid_stream:3", "500:2"]
+    "spec",
+    ["418", "explode", "silence", "silence:soon", "drop_mid_stream:3", "500:2", "endless"],
 )
 def test_unknown_or_malformed_specs_are_rejected(spec):
     with pytest.raises(EmulatorError) as raised:
@@ -149,6 +157,28 @@ def test_drop_mid_stream_closes_after_the_first_delta():
     script = stream_script(FRAMES, delay_seconds=0, fault=parse_fault("drop_mid_stream"))
 
     assert script == [MESSAGE_START, BLOCK_START, PING, DELTA_A, Drop()]
+
+
+def test_reset_mid_stream_aborts_the_connection_after_the_first_delta_has_gone_out():
+    script = stream_script(FRAMES, delay_seconds=0, fault=parse_fault("reset_mid_stream"))
+
+    assert script == [
+        MESSAGE_START,
+        BLOCK_START,
+        PING,
+        DELTA_A,
+        Pause(RESET_AFTER_SECONDS),
+        Drop(reset=True),
+    ]
+
+
+def test_endless_stream_repeats_a_delta_at_its_interval_and_never_stops():
+    script = stream_script(FRAMES, delay_seconds=0, fault=parse_fault("endless:250"))
+
+    first = list(itertools.islice(script, 1000))
+
+    assert first[:6] == [MESSAGE_START, BLOCK_START, PING, DELTA_A, Pause(0.25), DELTA_A]
+    assert set(first[3:]) == {DELTA_A, Pause(0.25)}
 
 
 def test_error_event_follows_message_start_and_ends_the_stream():

@@ -213,3 +213,31 @@ def test_invalid_fault_spec_is_rejected_by_the_control_api(emulator):
         emulator.inject_fault("explode")
 
     assert raised.value.response.json()["error"]["message"] == "fault: unknown fault 'explode'"
+
+
+def test_reset_mid_stream_aborts_the_connection_after_a_delta(emulator, http):
+    emulator.inject_fault("reset_mid_stream")
+
+    received, error = read_until_broken(http, STREAM)
+
+    assert isinstance(error, httpx.ReadError)
+    assert "reset" in str(error).lower()
+    assert received.count(b"event: content_block_delta") == 1
+    assert b"message_stop" not in received
+
+
+def test_endless_stream_keeps_sending_deltas_until_the_client_hangs_up(emulator, http):
+    emulator.inject_fault("endless:10")
+
+    with http.stream("POST", "/v1/messages", json=STREAM) as response:
+        deltas = 0
+        for line in response.iter_lines():
+            deltas += line.startswith("event: content_block_delta")
+            if deltas == 50:
+                break
+
+    assert deltas == 50
+    deadline = time.monotonic() + 5
+    while emulator.last_request()["disconnected_at"] is None:
+        assert time.monotonic() < deadline, "the emulator never noticed the hang-up"
+        time.sleep(0.05)

@@ -57,3 +57,67 @@ def test_tap_captures_a_mid_stream_error_event():
     )
     assert tap.error == {"type": "overloaded_error", "message": "Overloaded"}
     assert tap.saw_message_stop is False
+
+
+BROKEN_DELTA = b'event: content_block_delta\ndata: {"type":"content_block_delta","ind\n\n'
+SOUND_HEAD = STREAM[: STREAM.index(b"event: ping")]
+
+
+def test_a_sound_stream_is_not_malformed_whatever_the_chunk_boundaries():
+    for size in (1, 7, 64, len(STREAM)):
+        tap = SSETap()
+        results = [tap.feed(STREAM[start : start + size]) for start in range(0, len(STREAM), size)]
+        assert set(results) == {None}
+        assert tap.malformed is None
+
+
+def test_broken_json_in_an_event_is_found_where_that_event_starts_in_the_chunk():
+    tap = SSETap()
+
+    offset = tap.feed(SOUND_HEAD + BROKEN_DELTA + STREAM[STREAM.index(b"event: ping") :])
+
+    assert offset == len(SOUND_HEAD)
+    assert tap.malformed == "invalid JSON in a content_block_delta event"
+    assert tap.saw_message_stop is False
+    assert tap.usage.usage.input_tokens == 25  # message_start, before the broken event, counted
+
+
+def test_an_event_that_began_in_an_earlier_chunk_is_reported_at_offset_zero():
+    tap = SSETap()
+    assert tap.feed(SOUND_HEAD + BROKEN_DELTA[:30]) is None
+
+    assert tap.feed(BROKEN_DELTA[30:]) == 0
+    assert tap.feed(b"event: ping\ndata: {}\n\n") == 0  # nothing more is read once malformed
+
+
+def test_a_line_that_is_no_sse_field_is_malformed():
+    tap = SSETap()
+
+    offset = tap.feed(SOUND_HEAD + b"event content_block_delta\n\xff\xfe garbage\n\n")
+
+    assert offset == len(SOUND_HEAD)
+    assert tap.malformed == "a line that is not an SSE field"
+
+
+def test_data_without_an_event_name_is_malformed_and_comments_are_not():
+    tap = SSETap()
+    assert tap.feed(b": keep-alive\n\n" + SOUND_HEAD) is None
+
+    assert tap.feed(b'data: {"type":"ping"}\n\n') == 0
+    assert tap.malformed == "an event without a name"
+
+
+def test_data_that_is_json_but_not_an_object_is_malformed():
+    tap = SSETap()
+
+    assert tap.feed(b"event: content_block_delta\ndata: [1, 2]\n\n") == 0
+    assert tap.malformed == "a content_block_delta event whose data is not an object"
+
+
+def test_the_offset_of_a_malformed_event_counts_the_chunks_own_crlf_bytes():
+    head = SOUND_HEAD.replace(b"\n", b"\r\n")
+    tap = SSETap()
+
+    offset = tap.feed(head + BROKEN_DELTA.replace(b"\n", b"\r\n"))
+
+    assert offset == len(head)

@@ -1,0 +1,168 @@
+"""The one upstream HTTP client each gateway process shares.
+
+httpx is the client API everywhere; underneath, the transport is aiohttp's (through
+`httpx-aiohttp`) by default, because httpcore's pool re-checks every idle connection on each
+request and that cost grows with concurrency (docs/benchmarks.md has the measurements).
+`GATEHOUSE_UPSTREAM_TRANSPORT=httpx` selects httpx's own transport.
+
+Two corrections on top of httpx-aiohttp's transport, both needed for faithful failover and
+hang-up handling:
+- aiohttp errors map to the httpx class that says what happened: a refused connection is a
+  `ConnectError` (the library reports it as a `ConnectTimeout`), a dropped connection a
+  `RemoteProtocolError`, a truncated body a `ReadError`;
+- closing a response that was not read to the end closes its connection, so the provider
+  sees the hang-up at once instead of the connection going back to the pool half-read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import aiohttp
+import httpx
+from httpx_aiohttp import AiohttpTransport
+
+KEEPALIVE_S = 30.0
+CHUNK_BYTES = 64 * 1024
+
+# Most specific first: the first match wins.
+_ERROR_MAP: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
+    (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),
+    (aiohttp.SocketTimeoutError, httpx.ReadTimeout),
+    (aiohttp.ServerTimeoutError, httpx.ReadTimeout),
+    (aiohttp.ClientConnectorError, httpx.ConnectError),
+    (aiohttp.ServerDisconnectedError, httpx.RemoteProtocolError),
+    (aiohttp.ClientPayloadError, httpx.ReadError),
+    (aiohttp.ClientResponseError, httpx.RemoteProtocolError),
+    (aiohttp.ClientConnectionError, httpx.ReadError),
+    (aiohttp.ClientError, httpx.TransportError),
+    (asyncio.TimeoutError, httpx.ReadTimeout),
+)
+
+
+def httpx_error_for(error: BaseException) -> type[httpx.TransportError] | None:
+    for aiohttp_class, httpx_class in _ERROR_MAP:
+        if isinstance(error, aiohttp_class):
+            return httpx_class
+    return None
+
+
+@contextlib.contextmanager
+def _as_httpx_errors() -> Iterator[None]:
+    try:
+        yield
+    except Exception as error:
+        # httpx-aiohttp has already mapped some errors (not always to the right class):
+        # classify by the aiohttp error underneath.
+        original = error.__cause__ if isinstance(error, httpx.HTTPError) else error
+        httpx_class = httpx_error_for(original) if original is not None else None
+        if httpx_class is None:
+            raise
+        raise httpx_class(str(original) or type(original).__name__) from original
+
+
+def _buffered(content: aiohttp.StreamReader) -> bytes:
+    """What `content` received and nobody read yet, even after it failed (private API:
+    the public reads raise the failure first)."""
+    reader: Any = content
+    try:
+        return bytes(reader._read_nowait(-1)) if reader._buffer else b""
+    except Exception:
+        return b""
+
+
+class _ResponseStream(httpx.AsyncByteStream):
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        content = self._response.content
+        with _as_httpx_errors():
+            while True:
+                try:
+                    chunk = await content.read(CHUNK_BYTES)
+                except Exception:
+                    # aiohttp fails a read as soon as the connection breaks, even with bytes
+                    # that arrived before it still buffered (a stream's message_start and its
+                    # usage): hand those over first, then the failure.
+                    leftover = _buffered(content)
+                    if leftover:
+                        yield leftover
+                    raise
+                if not chunk:
+                    return
+                yield chunk
+
+    async def aclose(self) -> None:
+        if self._response.content.is_eof():
+            self._response.release()
+        else:
+            self._response.close()
+
+
+class UpstreamTransport(AiohttpTransport):
+    """httpx-aiohttp's transport with exact error classes and hang-ups that reach upstream."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        with _as_httpx_errors():
+            response = await super().handle_async_request(request)
+        stream: Any = response.stream
+        inner: aiohttp.ClientResponse = stream._aiohttp_response
+        response.stream = _ResponseStream(inner)
+        return response
+
+    def open_connections(self) -> int:
+        """Connections to providers, in use or idle (a gauge for leak checks)."""
+        session = self.client
+        if not isinstance(session, aiohttp.ClientSession) or session.closed:
+            return 0
+        connector: Any = session.connector
+        idle = sum(len(entries) for entries in connector._conns.values())
+        return idle + len(connector._acquired)
+
+
+def _session() -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(
+        limit=0,  # no cap: thousands of long streams may be open at once
+        limit_per_host=0,
+        keepalive_timeout=KEEPALIVE_S,
+        ttl_dns_cache=60,
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        auto_decompress=False,
+        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
+    )
+
+
+def build_upstream_client(*, transport_name: str, read_timeout_s: float) -> httpx.AsyncClient:
+    """The process's client; call inside the running event loop."""
+    limits = httpx.Limits(
+        max_connections=None, max_keepalive_connections=512, keepalive_expiry=KEEPALIVE_S
+    )
+    transport: httpx.AsyncBaseTransport
+    if transport_name == "httpx":
+        transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
+    elif transport_name == "aiohttp":
+        transport = UpstreamTransport(limits=limits, trust_env=False, client=_session)
+    else:
+        raise ValueError(f"Unknown upstream transport {transport_name!r}: use aiohttp or httpx.")
+    return httpx.AsyncClient(
+        transport=transport,
+        headers={"accept-encoding": "identity"},
+        timeout=httpx.Timeout(read_timeout_s, connect=10.0),
+        follow_redirects=False,
+        trust_env=False,
+    )
+
+
+def open_connections(client: httpx.AsyncClient) -> int:
+    """Upstream connections the client holds, whichever transport it uses."""
+    transport: Any = client._transport
+    if isinstance(transport, UpstreamTransport):
+        return transport.open_connections()
+    pool = getattr(transport, "_pool", None)
+    return len(pool.connections) if pool is not None else 0
