@@ -23,7 +23,6 @@ Rules (anthropic-protocol.md §7, §7.1; claude-code-traffic.md §3-§4):
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -292,8 +291,8 @@ def _estimated_tokens(block: Any) -> int:
         block = {key: value for key, value in block.items() if key != "cache_control"}
     try:
         size = len(orjson.dumps(block))
-    except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits
-        size = len(json.dumps(block, ensure_ascii=False, separators=(",", ":")).encode())
+    except orjson.JSONEncodeError:  # nested deeper than orjson writes: the body is not ours to edit
+        raise _UnsupportedBodyError from None
     return max(1, -(-size // BYTES_PER_TOKEN))
 
 

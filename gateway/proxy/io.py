@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from gateway.errors import GatewayError, error_body
@@ -34,6 +35,25 @@ async def read_body(receive: Receive, limit: int, declared_length: int | None) -
         if not message.get("more_body", False):
             break
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+# RFC 9110: a field name is a token; a value is visible ASCII with inner spaces and tabs. The
+# upstream client can send nothing else (and NUL, CR or LF would corrupt the upstream request).
+_HEADER_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_HEADER_VALUE = re.compile(rb"[\t\x20-\x7e]*\Z")
+
+
+def check_request_headers(headers: list[tuple[bytes, bytes]]) -> None:
+    """Refuse (400) a request whose headers cannot be forwarded as they came. A bad value is
+    named by its header but never echoed: it may be a credential."""
+    for name, value in headers:
+        if not _HEADER_NAME.match(name):
+            raise GatewayError("invalid_request_error", "A header name is not a valid HTTP token.")
+        if not _HEADER_VALUE.match(value):
+            raise GatewayError(
+                "invalid_request_error",
+                f"Header '{name.decode('ascii')}' must be printable ASCII text.",
+            )
 
 
 class ClientDisconnected(Exception):

@@ -51,7 +51,7 @@ def display_name(model: str) -> str:
 def _limit(raw: str | None) -> int:
     if raw is None:
         return 20
-    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 1000:
         raise GatewayError(
             "invalid_request_error", "limit: Input should be an integer between 1 and 1000"
         )
