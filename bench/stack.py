@@ -256,11 +256,24 @@ def _start(
 
 
 def gateway_argv(port: int) -> list[str]:
-    """Daphne as the Procfile runs it; BENCH_GATEWAY_ASGI / BENCH_DAPHNE_ARGS try variants."""
-    application = os.environ.get("BENCH_GATEWAY_ASGI", "config.asgi:application")
+    """Gatehouse as the Procfile runs it (`gateway.serve`, Daphne underneath); with
+    BENCH_GATEWAY_ASGI, plain Daphne serving a variant application (BENCH_DAPHNE_ARGS adds
+    Daphne options to either)."""
     extra = os.environ.get("BENCH_DAPHNE_ARGS", "").split()
+    application = os.environ.get("BENCH_GATEWAY_ASGI")
+    if application is None:
+        return [
+            PYTHON,
+            "-m",
+            "gateway.serve",
+            "-b",
+            HOST,
+            "-p",
+            str(port),
+            *extra,
+        ]
     daphne = str(Path(PYTHON).parent / "daphne")
-    return [daphne, "--proxy-headers", "-b", HOST, "-p", str(port), *extra, application]
+    return [daphne, "-b", HOST, "-p", str(port), *extra, application]
 
 
 @contextlib.contextmanager

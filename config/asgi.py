@@ -21,6 +21,9 @@ from django.urls import path  # noqa: E402
 from gateway.asgi import GatewayDispatcher  # noqa: E402
 from gateway.consumers import LiveFeedConsumer  # noqa: E402
 from gateway.live_feed import SOCKET_PATH  # noqa: E402
+from gateway.server_tuning import skip_twisted_form_parsing  # noqa: E402
+
+skip_twisted_form_parsing()
 
 application = ProtocolTypeRouter(
     {

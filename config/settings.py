@@ -8,6 +8,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +76,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "axes",
     "accounts",
     "gateway",
     "billing",
@@ -88,6 +91,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: turns a sign-in refused by the lockout into the "locked out" page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -121,6 +126,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         "min_size": env_int("DATABASE_POOL_MIN", 1),
         "max_size": env_int("DATABASE_POOL_MAX", 10),
         "timeout": env_float("DATABASE_POOL_TIMEOUT", 10.0),
+        # A connection that cannot be made is given up after this long and the next query
+        # starts afresh; otherwise the pool's exponential backoff would keep the gateway away
+        # from a database that came back for about as long as it had been gone.
+        "reconnect_timeout": env_float("DATABASE_POOL_RECONNECT_TIMEOUT", 5.0),
     }
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
@@ -136,6 +145,49 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# --- Sign-in throttling (django-axes) -------------------------------------------------------
+# axes' backend comes first: it refuses a locked-out sign-in before a password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+
+
+def _lockout_parameters(value: str) -> list[str | list[str]]:
+    """`username+ip_address,username` → [["username", "ip_address"], "username"]."""
+    allowed = {"username", "ip_address", "user_agent"}
+    parameters: list[str | list[str]] = []
+    for item in (part.strip() for part in value.split(",") if part.strip()):
+        names = [name.strip() for name in item.split("+")]
+        if not set(names) <= allowed:
+            raise ImproperlyConfigured(
+                f"GATEHOUSE_LOGIN_LOCKOUT_BY: {item!r}; use {', '.join(sorted(allowed))}."
+            )
+        parameters.append(names if len(names) > 1 else names[0])
+    return parameters
+
+
+# Failed sign-ins allowed before a lock, and how long the lock lasts.
+GATEHOUSE_LOGIN_LOCKOUT_MINUTES = env_int("GATEHOUSE_LOGIN_LOCKOUT_MINUTES", 15)
+AXES_FAILURE_LIMIT = env_int("GATEHOUSE_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=GATEHOUSE_LOGIN_LOCKOUT_MINUTES)
+# What failures are counted against, each on its own: one username from one address, and
+# one username from anywhere (a guesser who changes address). Adding "ip_address" also locks
+# an address out for every username; only sensible when client addresses are real ones.
+AXES_LOCKOUT_PARAMETERS = _lockout_parameters(
+    os.environ.get("GATEHOUSE_LOGIN_LOCKOUT_BY", "username+ip_address,username")
+)
+AXES_RESET_ON_SUCCESS = True
+# The lock runs for its time from the last counted failure; attempts while locked do not
+# extend it.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_CALLABLE = "accounts.login_throttling.locked_out_response"
+AXES_HTTP_RESPONSE_CODE = 429
+# Reverse proxies in front of Gatehouse that append the client's address to X-Forwarded-For.
+# 0: the header is ignored (a client could write anything into it).
+GATEHOUSE_TRUSTED_PROXY_COUNT = env_int("GATEHOUSE_TRUSTED_PROXY_COUNT", 0)
+AXES_CLIENT_IP_CALLABLE = "accounts.login_throttling.client_ip_address"
 
 # --- Redis, cache, channels, Celery ------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "")
@@ -219,22 +271,69 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 
+
 # --- Gatehouse ---------------------------------------------------------------------------
+MIN_LOG_RETENTION_DAYS = 90
+
+
+def _log_retention_days() -> int:
+    """0 (keep forever) or at least MIN_LOG_RETENTION_DAYS: a purged day must never receive
+    a late row, which would make the rollups recompute it from what is left."""
+    days = env_int("GATEHOUSE_LOG_RETENTION_DAYS", 400)
+    if 0 < days < MIN_LOG_RETENTION_DAYS or days < 0:
+        raise ImproperlyConfigured(
+            f"GATEHOUSE_LOG_RETENTION_DAYS must be 0 (keep forever) or at least "
+            f"{MIN_LOG_RETENTION_DAYS}."
+        )
+    return days
+
+
+def _redact_patterns(value: str) -> tuple[str, ...]:
+    patterns = tuple(line.strip() for line in value.splitlines() if line.strip())
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            raise ImproperlyConfigured(
+                f"GATEHOUSE_BODY_REDACT_PATTERNS: {pattern!r} is not a regular expression ({error})."
+            ) from None
+    return patterns
+
+
 GATEHOUSE: dict[str, Any] = {
     # Largest request body the proxy accepts (Anthropic's own limit is 32 MB).
     "MAX_BODY_BYTES": env_int("GATEHOUSE_MAX_BODY_BYTES", 32 * 1024 * 1024),
     # Seconds of upstream silence after which the gateway sends its own SSE ping.
     "PING_INTERVAL_S": env_float("GATEHOUSE_PING_INTERVAL", 15.0),
+    # Longest a streamed response may run; past it the gateway ends it with an SSE error event.
+    "MAX_STREAM_DURATION_S": env_float("GATEHOUSE_MAX_STREAM_DURATION_S", 600.0),
+    # GET /metrics without a token for loopback clients that did not come through a proxy
+    # (a management token is accepted from anywhere).
+    "METRICS_LOOPBACK_OPEN": env_bool("GATEHOUSE_METRICS_LOOPBACK", True),
     # How long authenticated keys, routes and prices stay cached in each process.
     "CACHE_TTL_S": env_float("GATEHOUSE_CACHE_TTL", 5.0),
     # RequestLog batching: flush every N rows or every T seconds, whichever comes first.
     "LOG_BATCH_SIZE": env_int("GATEHOUSE_LOG_BATCH_SIZE", 200),
     "LOG_FLUSH_INTERVAL_S": env_float("GATEHOUSE_LOG_FLUSH_INTERVAL", 0.5),
     "SPOOL_DIR": Path(os.environ.get("GATEHOUSE_SPOOL_DIR", VAR_DIR / "spool")),
+    # RequestLog rows older than this many days are deleted once rolled up and on finalized
+    # invoices (billing/retention.py), this many per DELETE. 0 keeps them forever.
+    "LOG_RETENTION_DAYS": _log_retention_days(),
+    "LOG_RETENTION_BATCH_SIZE": env_int("GATEHOUSE_LOG_RETENTION_BATCH_SIZE", 5000),
     "UPSTREAM_CONNECT_TIMEOUT_S": env_float("GATEHOUSE_UPSTREAM_CONNECT_TIMEOUT", 10.0),
     "UPSTREAM_READ_TIMEOUT_S": env_float("GATEHOUSE_UPSTREAM_READ_TIMEOUT", 600.0),
+    # On SIGTERM (python -m gateway.serve): how long requests in flight may still finish;
+    # streams open past it end with an SSE error event.
+    "SHUTDOWN_GRACE_S": env_float("GATEHOUSE_SHUTDOWN_GRACE_S", 30.0),
+    # The upstream client's transport under httpx: "aiohttp" (faster under load) or "httpx".
+    "UPSTREAM_TRANSPORT": os.environ.get("GATEHOUSE_UPSTREAM_TRANSPORT", "aiohttp"),
     # Prefix of every Redis key the gateway writes (several deployments can share a Redis).
     "REDIS_PREFIX": os.environ.get("GATEHOUSE_REDIS_PREFIX", "gatehouse"),
+    # Prompt/response bodies of cost centers that opt in: kept up to this size each, with
+    # these regular expressions (one per line) redacted on top of credentials, for this long.
+    "BODY_LOG_MAX_BYTES": env_int("GATEHOUSE_BODY_LOG_MAX_BYTES", 1024 * 1024),
+    "BODY_REDACT_PATTERNS": _redact_patterns(os.environ.get("GATEHOUSE_BODY_REDACT_PATTERNS", "")),
+    "BODY_RETENTION_DAYS": env_int("GATEHOUSE_BODY_RETENTION_DAYS", 30),
 }
 
 # --- Billing jobs (Celery beat, UTC) ------------------------------------------------------
@@ -246,9 +345,19 @@ CELERY_BEAT_SCHEDULE = {
         "task": "billing.close_month",
         "schedule": crontab(minute="10", hour="0", day_of_month="1"),
     },
+    # RequestLog rows past GATEHOUSE_LOG_RETENTION_DAYS, once rolled up and invoiced.
+    "billing-purge-request-log": {
+        "task": "billing.purge_request_log",
+        "schedule": crontab(minute="40", hour="3"),
+    },
     # Upstream keys the provider refused are probed and put back when they work again.
     "gateway-probe-unhealthy-upstream-keys": {
         "task": "gateway.probe_unhealthy_upstream_keys",
         "schedule": 300.0,
+    },
+    # Logged prompt/response bodies past GATEHOUSE_BODY_RETENTION_DAYS, in bounded batches.
+    "gateway-delete-expired-request-bodies": {
+        "task": "gateway.delete_expired_request_bodies",
+        "schedule": 3600.0,
     },
 }

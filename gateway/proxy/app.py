@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import httpx
@@ -16,14 +17,23 @@ from django.conf import settings
 
 from accounts.contracts import KeyContext
 from gateway.admission.gate import AdmissionControl
+from gateway.body_log import BodyCapture
 from gateway.errors import GatewayError, error_event
 from gateway.models import RequestOutcome
-from gateway.proxy import models_endpoint
+from gateway.proxy import metrics, models_endpoint
 from gateway.proxy.auth import KeyCache, presented_secret
 from gateway.proxy.exchange import Exchange
-from gateway.proxy.forward import UpstreamResponse, forward
+from gateway.proxy.forward import UpstreamResponse, UpstreamUnavailable, forward
 from gateway.proxy.headers import downstream_headers, upstream_headers
-from gateway.proxy.io import ClientDisconnected, read_body, send_bytes, send_error
+from gateway.proxy.io import (
+    ClientDisconnected,
+    check_request_headers,
+    read_body,
+    send_bytes,
+    send_error,
+)
+from gateway.proxy.lifecycle import in_flight
+from gateway.proxy.upstream_client import build_upstream_client
 from gateway.recorder import recorder
 from gateway.routing import model_allowed, select_route
 from gateway.sessions import session_id_from
@@ -57,17 +67,15 @@ class ProxyApp:
         self.snapshots = SnapshotCache()
         self.admission = AdmissionControl()
         self._client: httpx.AsyncClient | None = None
+        self.outcomes = metrics.OutcomeCounter()
 
     @property
     def client(self) -> httpx.AsyncClient:
         """One pooled keep-alive client per process (created inside the running loop)."""
         if self._client is None:
-            self._client = httpx.AsyncClient(
-                limits=httpx.Limits(max_connections=None, max_keepalive_connections=512),
-                headers={"accept-encoding": "identity"},
-                timeout=httpx.Timeout(self.config["UPSTREAM_READ_TIMEOUT_S"], connect=10.0),
-                follow_redirects=False,
-                trust_env=False,
+            self._client = build_upstream_client(
+                transport_name=self.config["UPSTREAM_TRANSPORT"],
+                read_timeout_s=self.config["UPSTREAM_READ_TIMEOUT_S"],
             )
         return self._client
 
@@ -77,12 +85,21 @@ class ProxyApp:
         if path == "/api/hello":
             await self._hello(method, send)
             return
+        if path == metrics.METRICS_PATH:
+            await metrics.respond(
+                scope, send, client=self._client, in_flight=len(in_flight), outcomes=self.outcomes
+            )
+            return
         exchange = Exchange(scope, path)
         exchange.row["user_agent"] = (_header(scope, b"user-agent") or "")[:300]
+        send = in_flight.enter(exchange, send)
         try:
             await self._dispatch(exchange, scope, receive, send, path, method)
         except GatewayError as error:
-            exchange.fail(error)
+            if isinstance(error, UpstreamUnavailable):
+                exchange.fail(error, UPSTREAM_ERROR_OUTCOME)
+            else:
+                exchange.fail(error)
             if not exchange.response_started:
                 await send_error(send, error, exchange.request_id)
         except ClientDisconnected:
@@ -101,7 +118,9 @@ class ProxyApp:
             if not exchange.response_started:
                 await send_error(send, failure, exchange.request_id)
         finally:
-            recorder().record(exchange.finish())
+            await in_flight.leave(exchange)
+            self.outcomes.count(exchange.row["outcome"])
+            recorder().record(_storable(exchange.finish()))
 
     async def _hello(self, method: str, send: Any) -> None:
         if method in ("HEAD", "GET"):
@@ -176,9 +195,14 @@ class ProxyApp:
         body = await read_body(
             receive,
             self.config["MAX_BODY_BYTES"],
-            int(declared) if declared and declared.isdigit() else None,
+            int(declared) if declared and declared.isascii() and declared.isdigit() else None,
         )
+        check_request_headers(scope["headers"])
         key = await self._authenticate(exchange, scope)
+        if key.log_bodies:
+            exchange.body = BodyCapture(
+                body, max_bytes=self.config["BODY_LOG_MAX_BYTES"], patterns=key.body_redact_patterns
+            )
         payload = parse_messages_body(body, _header(scope, b"content-type"))
         model: str = payload["model"]
         exchange.row["model_requested"] = model
@@ -254,7 +278,7 @@ class ProxyApp:
         endpoint: str,
         model: str,
     ) -> None:
-        body = await upstream.response.aread()
+        body = await _read_whole(upstream.response)
         status = upstream.response.status_code
         headers = upstream.response.headers.raw
         if not upstream.adapter.passthrough:
@@ -262,11 +286,18 @@ class ProxyApp:
                 status=status, headers=headers, body=body, requested_model=model
             )
             status, headers, body = translated.status, translated.headers, translated.body
+        document = _json_object(body)
+        if status < 300 and document is None:
+            # Half a body or not JSON at all: the client's SDK could not read it either.
+            raise UpstreamUnavailable(
+                "api_error", "Upstream provider answered with a malformed JSON body."
+            )
         exchange.row["status_code"] = status
         exchange.response_started = True
         await send_bytes(send, status, body, downstream_headers(headers))
         exchange.mark_first_byte()
-        document = _json_object(body)
+        if exchange.body is not None:
+            exchange.body.add_response(body)
         if status >= 400:
             _record_upstream_error(exchange, document)
             return
@@ -317,14 +348,27 @@ class ProxyApp:
             {"type": "http.response.start", "status": response.status_code, "headers": headers}
         )
         ping_interval = self.config["PING_INTERVAL_S"]
-        failure: str | None = None
+        max_duration = self.config["MAX_STREAM_DURATION_S"]
+        deadline = time.monotonic() + max_duration
+        capture = exchange.body
+        failure: tuple[str, str] | None = None  # (error type, message) for the SSE error event
+        sent_whole_events = True  # the bytes sent so far end at an event boundary
         try:
             pending = asyncio.ensure_future(chunks.__anext__())
             try:
                 while True:
-                    done, _ = await asyncio.wait((pending,), timeout=ping_interval)
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        if not tap.saw_message_stop:
+                            failure = (
+                                "timeout_error",
+                                f"The stream exceeded the gateway's maximum duration of "
+                                f"{max_duration:g} s.",
+                            )
+                        break
+                    done, _ = await asyncio.wait((pending,), timeout=min(ping_interval, remaining))
                     if not done:
-                        if tap.at_event_boundary:
+                        if tap.at_event_boundary and time.monotonic() < deadline:
                             await send(
                                 {
                                     "type": "http.response.body",
@@ -338,14 +382,30 @@ class ProxyApp:
                     except StopAsyncIteration:
                         break
                     pending = asyncio.ensure_future(chunks.__anext__())
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                    exchange.mark_first_byte()
-                    tap.feed(chunk)
+                    was_at_boundary = tap.at_event_boundary
+                    malformed_at = tap.feed(chunk)
+                    if malformed_at is not None:
+                        # Relay the sound events in front of it, never the garbage itself.
+                        chunk = chunk[:malformed_at]
+                        sent_whole_events = malformed_at > 0 or was_at_boundary
+                        failure = ("api_error", f"Upstream sent {tap.malformed}.")
+                    if chunk:
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                        exchange.mark_first_byte()
+                        if capture is not None:
+                            capture.add_response(chunk)
+                    if failure is not None:
+                        break
             finally:
                 if not pending.done():
                     pending.cancel()
+        except httpx.TimeoutException as error:
+            failure = ("timeout_error", f"Upstream stream failed: {type(error).__name__}.")
         except httpx.HTTPError as error:
-            failure = f"Upstream stream failed: {type(error).__name__}."
+            failure = ("api_error", f"Upstream stream failed: {type(error).__name__}.")
+        except Exception:  # a translator's bug must still end the stream in Anthropic's shape
+            logger.exception("Relaying stream %s failed", exchange.request_id)
+            failure = ("api_error", "The gateway failed while relaying the stream.")
         finally:
             exchange.usage = tap.usage.usage
             exchange.iterations = tap.usage.iterations
@@ -355,21 +415,27 @@ class ProxyApp:
                 )
             exchange.row["stop_reason"] = tap.usage.stop_reason or ""
         if failure is None and tap.error is None and not tap.saw_message_stop:
-            failure = "Upstream stream ended before message_stop."
-        if tap.error is not None:
+            failure = ("api_error", "Upstream stream ended before message_stop.")
+        if tap.error is not None and failure is None:
             exchange.row["outcome"] = RequestOutcome.STREAM_ERROR
             exchange.row["error_type"] = str(tap.error.get("type", "api_error"))[:64]
             exchange.row["error_message"] = str(tap.error.get("message", ""))[:500]
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
         if failure is not None:
+            error_type, message = failure
+            logger.warning("Stream %s ended with an error event: %s", exchange.request_id, message)
             exchange.row["outcome"] = RequestOutcome.STREAM_ERROR
-            exchange.row["error_type"] = "api_error"
-            exchange.row["error_message"] = failure
+            exchange.row["error_type"] = error_type
+            exchange.row["error_message"] = message
+            if tap.malformed is None:
+                sent_whole_events = tap.at_event_boundary
+            # A half-sent event is ended first, so the error is an event of its own.
+            separator = b"" if sent_whole_events else b"\n\n"
             await send(
                 {
                     "type": "http.response.body",
-                    "body": error_event("api_error", failure),
+                    "body": separator + error_event(error_type, message),
                     "more_body": False,
                 }
             )
@@ -406,6 +472,30 @@ def parse_messages_body(body: bytes, content_type: str | None) -> dict[str, Any]
     if "stream" in payload and not isinstance(payload["stream"], bool):
         raise GatewayError("invalid_request_error", "stream: Input should be a valid boolean")
     return payload
+
+
+def _storable(row: dict[str, Any]) -> dict[str, Any]:
+    """PostgreSQL text cannot hold NUL, which a client can put in a path, a model or metadata;
+    one such row would fail its whole batch."""
+    for name, value in row.items():
+        if isinstance(value, str) and "\x00" in value:
+            row[name] = value.replace("\x00", "")
+    return row
+
+
+async def _read_whole(response: httpx.Response) -> bytes:
+    """A non-streamed answer's body; a connection lost or stalled on the way is the
+    provider's failure, answered in Anthropic's shape (nothing has reached the client yet)."""
+    try:
+        return await response.aread()
+    except httpx.TimeoutException as error:
+        raise UpstreamUnavailable(
+            "timeout_error", f"Upstream provider stalled mid-answer ({type(error).__name__})."
+        ) from None
+    except httpx.TransportError as error:
+        raise UpstreamUnavailable(
+            "api_error", f"Upstream connection failed mid-answer ({type(error).__name__})."
+        ) from None
 
 
 def _json_object(body: bytes) -> dict[str, Any] | None:
