@@ -329,6 +329,8 @@ GATEHOUSE: dict[str, Any] = {
     "UPSTREAM_TRANSPORT": os.environ.get("GATEHOUSE_UPSTREAM_TRANSPORT", "aiohttp"),
     # Prefix of every Redis key the gateway writes (several deployments can share a Redis).
     "REDIS_PREFIX": os.environ.get("GATEHOUSE_REDIS_PREFIX", "gatehouse"),
+    # Seconds a Redis call may take before the gateway counts in-process instead.
+    "REDIS_TIMEOUT_S": env_float("GATEHOUSE_REDIS_TIMEOUT", 0.5),
     # Prompt/response bodies of cost centers that opt in: kept up to this size each, with
     # these regular expressions (one per line) redacted on top of credentials, for this long.
     "BODY_LOG_MAX_BYTES": env_int("GATEHOUSE_BODY_LOG_MAX_BYTES", 1024 * 1024),

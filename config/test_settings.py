@@ -15,6 +15,9 @@ SECURE_SSL_REDIRECT = False
 # A spool of its own per process, unless a live-server test chose one to look into.
 GATEHOUSE = {
     **GATEHOUSE,
+    # A loaded test machine can stall a Redis reply past production's 0.5 s; outage tests stop
+    # Redis outright (refused at once), so a longer wait costs them nothing.
+    "REDIS_TIMEOUT_S": float(os.environ.get("GATEHOUSE_REDIS_TIMEOUT", "3.0")),
     "SPOOL_DIR": Path(
         os.environ.get("GATEHOUSE_SPOOL_DIR") or VAR_DIR / f"test-spool-{os.getpid()}"
     ),

@@ -83,7 +83,11 @@ class RedisPoolState:
     def __init__(self, url: str) -> None:
         import redis.asyncio as redis_asyncio
 
-        self._client = redis_asyncio.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self._client = redis_asyncio.from_url(
+            url,
+            socket_timeout=settings.GATEHOUSE["REDIS_TIMEOUT_S"],
+            socket_connect_timeout=settings.GATEHOUSE["REDIS_TIMEOUT_S"],
+        )
         self.fallback = LocalPoolState()
         self._down_until = 0.0
 

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
+from django.conf import settings
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
@@ -252,8 +253,8 @@ class RedisLedger:
             # would reserve or count twice. A failure falls back to the process instead.
             self._client = redis_asyncio.from_url(
                 self._url,
-                socket_timeout=0.5,
-                socket_connect_timeout=0.5,
+                socket_timeout=settings.GATEHOUSE["REDIS_TIMEOUT_S"],
+                socket_connect_timeout=settings.GATEHOUSE["REDIS_TIMEOUT_S"],
                 retry=Retry(NoBackoff(), 0),
             )
         if name not in self._scripts:
@@ -396,8 +397,8 @@ class RedisLedger:
 
                     self._sync_client = redis.Redis.from_url(
                         self._url,
-                        socket_timeout=0.5,
-                        socket_connect_timeout=0.5,
+                        socket_timeout=settings.GATEHOUSE["REDIS_TIMEOUT_S"],
+                        socket_connect_timeout=settings.GATEHOUSE["REDIS_TIMEOUT_S"],
                         retry=Retry(NoBackoff(), 0),
                     )
                 spent, reserved = self._sync_client.hmget(
