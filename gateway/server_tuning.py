@@ -1,9 +1,8 @@
 """Tuning of the Daphne server the gateway runs under, applied when the ASGI module loads.
 
-Twisted parses the body of every form-encoded or multipart POST into `request.args` before
-Daphne hands the raw body to the application — which never reads `request.args` (Django parses
-forms itself). That parse runs the `email` package's header machinery on every request with a
-body, about 8 % of the proxy's CPU in `make profile`. Daphne builds each request through the
+Twisted parses the Content-Type of every POST with the `email` package, to decide whether to
+parse a form body into `request.args` — which Daphne never passes on (Django parses forms
+itself from the raw body). That was about 8 % of the proxy's CPU in `make profile`. Daphne builds each request through the
 `WebRequest` name in its protocol module, so a subclass installed there turns the parse off.
 """
 

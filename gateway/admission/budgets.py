@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from functools import cached_property, lru_cache
 from typing import Any
 
 from accounts.contracts import KeyContext
@@ -46,7 +47,7 @@ class Period:
     start: datetime
     end: datetime
 
-    @property
+    @cached_property
     def label(self) -> str:
         return self.start.strftime("%Y-%m" if self.kind == MONTH else "%Y-%m-%d")
 
@@ -58,13 +59,19 @@ class Period:
 def period_of(kind: str, at: datetime) -> Period:
     """The calendar month or day (UTC) that contains `at`."""
     at = at.astimezone(UTC)
+    return _period(kind, at.year, at.month, at.day if kind == DAY else 1)
+
+
+@lru_cache(maxsize=64)
+def _period(kind: str, year: int, month: int, day: int) -> Period:
+    """Shared per period, so every request of a month reuses one object and its label."""
     if kind == DAY:
-        start = datetime(at.year, at.month, at.day, tzinfo=UTC)
+        start = datetime(year, month, day, tzinfo=UTC)
         return Period(kind, start, start + timedelta(days=1))
     if kind != MONTH:
         raise ValueError(f"Unknown budget period {kind!r}.")
-    start = datetime(at.year, at.month, 1, tzinfo=UTC)
-    end = datetime(at.year + at.month // 12, at.month % 12 + 1, 1, tzinfo=UTC)
+    start = datetime(year, month, 1, tzinfo=UTC)
+    end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
     return Period(kind, start, end)
 
 

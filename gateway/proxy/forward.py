@@ -32,6 +32,7 @@ from gateway.pool_state import PoolState, pool_state_for_settings
 from gateway.providers import adapter_for
 from gateway.providers.base import ProviderAdapter, UpstreamError
 from gateway.proxy.exchange import Exchange
+from gateway.proxy.upstream_client import send_upstream
 from gateway.routing import RouteSpec
 from gateway.snapshot import GatewaySnapshot
 from gateway.upstream_health import upstream_key_mark_unhealthy
@@ -222,15 +223,15 @@ async def forward(
                 only_rate_limited = False
                 last_problem = GatewayError(error.error_type, error.message, status=error.status)
                 continue
-            request = client.build_request(
-                upstream_request.method,
-                upstream_request.url,
-                headers=upstream_request.headers,
-                content=upstream_request.body,
-                timeout=timeout,
-            )
             try:
-                response = await client.send(request, stream=True)
+                response = await send_upstream(
+                    client,
+                    method=upstream_request.method,
+                    url=upstream_request.url,
+                    headers=upstream_request.headers,
+                    content=upstream_request.body,
+                    timeouts=timeout,
+                )
             except httpx.TimeoutException:
                 only_rate_limited = False
                 last_problem = GatewayError(
@@ -243,15 +244,20 @@ async def forward(
                 continue
             try:
                 status = response.status_code
+                # One pass over the headers: httpx's lookups rescan them all on every get.
+                answered = {
+                    name.decode("latin-1").lower(): value.decode("latin-1")
+                    for name, value in response.headers.raw
+                }
                 exchange.row["upstream_request_id"] = (
-                    response.headers.get("request-id")
-                    or response.headers.get("x-amzn-requestid")
-                    or response.headers.get("x-request-id")
+                    answered.get("request-id")
+                    or answered.get("x-amzn-requestid")
+                    or answered.get("x-request-id")
                     or ""
                 )[:100]
-                state = observed_state(response.headers, states.get(key_id, KeyState()))
+                state = observed_state(answered, states.get(key_id, KeyState()))
                 if status == 429:
-                    rest_until = time.time() + cooldown_seconds(response.headers, time.time())
+                    rest_until = time.time() + cooldown_seconds(answered, time.time())
                     state = dataclasses.replace(state, cooldown_until=rest_until)
                     soonest_free_at = min(soonest_free_at or rest_until, rest_until)
                 if state != states.get(key_id):

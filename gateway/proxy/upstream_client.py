@@ -166,3 +166,30 @@ def open_connections(client: httpx.AsyncClient) -> int:
         return transport.open_connections()
     pool = getattr(transport, "_pool", None)
     return len(pool.connections) if pool is not None else 0
+
+
+async def send_upstream(
+    client: httpx.AsyncClient,
+    *,
+    method: str,
+    url: str,
+    headers: list[tuple[str, str]],
+    content: bytes,
+    timeouts: httpx.Timeout,
+) -> httpx.Response:
+    """Send one upstream request straight through the client's transport; the response body
+    stays unread (a stream) until the caller reads or closes it.
+
+    The client's own send adds what a gateway must not have: a cookie jar shared by every user
+    (one provider answer's cookies would ride along on another user's request), redirect and
+    auth machinery the proxy never uses, and a header merge that costs more than the request.
+    """
+    if not any(name.lower() == "accept-encoding" for name, _ in headers):
+        headers = [*headers, ("accept-encoding", "identity")]
+    request = httpx.Request(
+        method, url, headers=headers, content=content, extensions={"timeout": timeouts.as_dict()}
+    )
+    transport: httpx.AsyncBaseTransport = client._transport
+    response = await transport.handle_async_request(request)
+    response.request = request
+    return response
