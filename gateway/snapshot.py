@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError
 
+from gateway.database_watch import DATABASE_ERRORS, STALE_WAIT_S, DatabaseWatch
 from gateway.models import KeyHealth, Provider, Route, UpstreamKey
 from gateway.pricing import PriceBook
 from gateway.routing import RouteSpec, TargetSpec
@@ -23,12 +23,6 @@ from gateway.secrets import Secret
 from gateway.selectors import price_book_load
 
 logger = logging.getLogger(__name__)
-
-DATABASE_ERRORS = (DatabaseError, InterfaceError)
-# The longest a request waits for a reload before the previous snapshot is used, and how
-# often the database is probed once a reload failed.
-STALE_WAIT_S = 1.0
-DATABASE_RETRY_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -139,8 +133,10 @@ class SnapshotCache:
         self.ttl_s = ttl_s if ttl_s is not None else settings.GATEHOUSE["CACHE_TTL_S"]
         self._snapshot: GatewaySnapshot | None = None
         self._reload: asyncio.Future[GatewaySnapshot] | None = None
-        self._database_is_down = False
-        self._database_retry_at = 0.0
+        self._database = DatabaseWatch(
+            what="the routing snapshot",
+            serving="the previous routes, keys and prices are kept",
+        )
         # Closes a connection a failed query left broken before the next reload uses it.
         self._load = database_sync_to_async(snapshot_load)
 
@@ -150,9 +146,9 @@ class SnapshotCache:
     async def get(self) -> GatewaySnapshot:
         snapshot = self._snapshot
         now = time.monotonic()
-        if snapshot is not None and self._database_is_down:
+        if snapshot is not None and self._database.is_down:
             # Nobody waits on a database that failed: one reload at a time probes it.
-            if self._reload is None and now >= self._database_retry_at:
+            if self._reload is None and self._database.probe_due():
                 self._start_reload()
             return snapshot
         if snapshot is not None and (
@@ -178,18 +174,9 @@ class SnapshotCache:
         try:
             snapshot = await self._load()
         except DATABASE_ERRORS as error:
-            if not self._database_is_down:
-                logger.warning(
-                    "Database unavailable for the routing snapshot (%s); keeping the previous "
-                    "routes, keys and prices until it answers again",
-                    type(error).__name__,
-                )
-            self._database_is_down = True
-            self._database_retry_at = time.monotonic() + DATABASE_RETRY_S
+            self._database.failed(error)
             raise
-        if self._database_is_down:
-            self._database_is_down = False
-            logger.info("Database answers snapshot reloads again")
+        self._database.answered()
         self._snapshot = snapshot
         return snapshot
 

@@ -10,20 +10,14 @@ from functools import partial
 
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError
 from django.utils import timezone
 
 from accounts.contracts import KeyContext
 from accounts.selectors import virtual_key_resolve
+from gateway.database_watch import DATABASE_ERRORS, STALE_WAIT_S, DatabaseWatch
 from gateway.errors import GatewayError
 
 logger = logging.getLogger(__name__)
-
-DATABASE_ERRORS = (DatabaseError, InterfaceError)
-# The longest a request with a cached entry waits for a lookup before the entry is used, and
-# how often the database is probed once a lookup failed.
-STALE_WAIT_S = 1.0
-DATABASE_RETRY_S = 2.0
 
 
 def presented_secret(x_api_key: str | None, authorization: str | None) -> str:
@@ -66,8 +60,9 @@ class KeyCache:
         self.ttl_s: float = ttl_s if ttl_s is not None else settings.GATEHOUSE["CACHE_TTL_S"]
         self._entries: dict[str, tuple[float, KeyContext | None]] = {}
         self._lookups: dict[str, asyncio.Future[KeyContext | None]] = {}
-        self._database_is_down = False
-        self._database_retry_at = 0.0
+        self._database = DatabaseWatch(
+            what="key lookups", serving="keys already seen are served from the cache"
+        )
         # Closes a connection a failed query left broken before the next lookup uses it.
         self._resolve = database_sync_to_async(virtual_key_resolve)
 
@@ -93,9 +88,9 @@ class KeyCache:
     async def _refreshed(
         self, digest: str, secret: str, entry: tuple[float, KeyContext | None] | None
     ) -> KeyContext | None:
-        if self._database_is_down:
+        if self._database.is_down:
             # Nobody waits on a database that failed: one lookup at a time probes it.
-            if not self._lookups and time.monotonic() >= self._database_retry_at:
+            if not self._lookups and self._database.probe_due():
                 self._start_lookup(digest, secret)
             if entry is None:
                 raise _cannot_verify()
@@ -121,18 +116,9 @@ class KeyCache:
         try:
             context = await self._resolve(secret)
         except DATABASE_ERRORS as error:
-            if not self._database_is_down:
-                logger.warning(
-                    "Database unavailable for key lookups (%s); keys already seen are served "
-                    "from the cache until it answers again",
-                    type(error).__name__,
-                )
-            self._database_is_down = True
-            self._database_retry_at = time.monotonic() + DATABASE_RETRY_S
+            self._database.failed(error)
             raise
-        if self._database_is_down:
-            self._database_is_down = False
-            logger.info("Database answers key lookups again")
+        self._database.answered()
         if len(self._entries) > 100_000:
             self._entries.clear()
         self._entries[digest] = (time.monotonic(), context)
