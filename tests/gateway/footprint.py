@@ -1,9 +1,10 @@
-"""What a running gateway holds, counted from outside it: its /metrics gauges and the TCP
-sockets of its process. A fault test takes a baseline, runs, then waits for the gateway to
-come back to it (or fails with the numbers)."""
+"""What a running gateway holds, counted from outside it: its /metrics gauges, the TCP
+sockets of its process and its resident memory. A fault test takes a baseline, runs, then
+waits for the gateway to come back to it (or fails with the numbers)."""
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -94,3 +95,23 @@ def assert_back_to(baseline: Footprint, server: LiveServer, upstream_url: str) -
         if time.monotonic() > deadline:
             raise AssertionError(f"not back to the baseline: before {baseline}, after {now}")
         time.sleep(0.05)
+
+
+class RssSampler(threading.Thread):
+    """The highest resident set size of a process, sampled every `interval_s`."""
+
+    def __init__(self, pid: int, interval_s: float = 0.02) -> None:
+        super().__init__(daemon=True)
+        self.process = psutil.Process(pid)
+        self.interval_s = interval_s
+        self.peak = self.process.memory_info().rss
+        self._finished = threading.Event()
+
+    def run(self) -> None:
+        while not self._finished.wait(self.interval_s):
+            self.peak = max(self.peak, self.process.memory_info().rss)
+
+    def stop(self) -> int:
+        self._finished.set()
+        self.join()
+        return self.peak

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 import time
 from urllib.parse import urlsplit
 
 import h11
 import orjson
-import psutil
 import pytest
 
 from gateway.models import RequestOutcome
 from tests.gateway.conftest import wait_for_logs
+from tests.gateway.footprint import RssSampler
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -31,25 +30,6 @@ TRICKLE_PAUSE_S = 0.02
 # What the gateway may grow by while holding this response for a slow reader: a few write
 # buffers and chunks in flight, and allocator noise; far below the 32 MiB being relayed.
 RSS_GROWTH_BOUND = 8 * 1024 * 1024
-
-
-class RssSampler(threading.Thread):
-    """The highest resident set size of a process, sampled every few milliseconds."""
-
-    def __init__(self, pid: int) -> None:
-        super().__init__(daemon=True)
-        self.process = psutil.Process(pid)
-        self.peak = self.process.memory_info().rss
-        self._finished = threading.Event()
-
-    def run(self) -> None:
-        while not self._finished.wait(0.02):
-            self.peak = max(self.peak, self.process.memory_info().rss)
-
-    def stop(self) -> int:
-        self._finished.set()
-        self.join()
-        return self.peak
 
 
 class SlowReader:

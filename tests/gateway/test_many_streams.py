@@ -5,15 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import resource
-import threading
 
 import httpx
 import orjson
-import psutil
 import pytest
 
 from gateway.models import RequestOutcome
 from tests.gateway.conftest import wait_for_logs
+from tests.gateway.footprint import RssSampler
 from tests.live_servers import LiveServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -36,23 +35,6 @@ def _raise_open_files_limit() -> None:
 
 
 _raise_open_files_limit()  # at import, before the session's servers are started
-
-
-class RssSampler(threading.Thread):
-    def __init__(self, pid: int) -> None:
-        super().__init__(daemon=True)
-        self.process = psutil.Process(pid)
-        self.peak = self.process.memory_info().rss
-        self._finished = threading.Event()
-
-    def run(self) -> None:
-        while not self._finished.wait(0.1):
-            self.peak = max(self.peak, self.process.memory_info().rss)
-
-    def stop(self) -> int:
-        self._finished.set()
-        self.join()
-        return self.peak
 
 
 class Streams:
@@ -121,7 +103,7 @@ def test_500_streams_held_for_30_seconds_all_complete_with_bounded_gateway_memor
         gatehouse_server.base_url + "/v1/models", headers={"x-api-key": alice.secret}
     )
     assert warm_up.status_code == 200
-    sampler = RssSampler(gatehouse_server.process.pid)
+    sampler = RssSampler(gatehouse_server.process.pid, interval_s=0.1)
     baseline = sampler.peak
     sampler.start()
     streams = Streams()
