@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import orjson
 import pytest
 
 from gateway.models import (
@@ -76,3 +77,17 @@ def wait_for_logs(count: int, timeout_s: float = 10.0, **filters) -> list[Reques
         if len(rows) >= count or time.monotonic() > deadline:
             return rows
         time.sleep(0.05)
+
+
+def streamed_text(body: bytes) -> tuple[str, list[str]]:
+    """The concatenated text deltas of an SSE body, and the event names in order."""
+    text: list[str] = []
+    names: list[str] = []
+    for block in body.split(b"\n\n"):
+        if not block.strip():
+            continue
+        name, data = (line.split(b": ", 1)[1] for line in block.split(b"\n")[:2])
+        names.append(name.decode())
+        if name == b"content_block_delta":
+            text.append(orjson.loads(data)["delta"]["text"])
+    return "".join(text), names

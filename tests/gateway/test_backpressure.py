@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from gateway.models import RequestOutcome
-from tests.gateway.conftest import wait_for_logs
+from tests.gateway.conftest import streamed_text, wait_for_logs
 from tests.gateway.footprint import RssSampler
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -82,20 +82,6 @@ class SlowReader:
 
     def close(self) -> None:
         self.sock.close()
-
-
-def streamed_text(body: bytes) -> tuple[str, list[str]]:
-    """The concatenated text deltas of an SSE body, and the event names in order."""
-    text: list[str] = []
-    names: list[str] = []
-    for block in body.split(b"\n\n"):
-        if not block.strip():
-            continue
-        name, data = (line.split(b": ", 1)[1] for line in block.split(b"\n")[:2])
-        names.append(name.decode())
-        if name == b"content_block_delta":
-            text.append(orjson.loads(data)["delta"]["text"])
-    return "".join(text), names
 
 
 def test_a_slow_reader_gets_every_byte_while_gateway_memory_stays_bounded(

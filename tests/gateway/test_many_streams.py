@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from gateway.models import RequestOutcome
-from tests.gateway.conftest import wait_for_logs
+from tests.gateway.conftest import streamed_text, wait_for_logs
 from tests.gateway.footprint import RssSampler
 from tests.live_servers import LiveServer
 
@@ -80,19 +80,6 @@ class Streams:
             timeout=httpx.Timeout(120, connect=30, pool=60),
         ) as client:
             return await asyncio.gather(*(self.run(client, secret) for _ in range(STREAMS)))
-
-
-def streamed_text(body: bytes) -> tuple[str, list[str]]:
-    text: list[str] = []
-    names: list[str] = []
-    for block in body.split(b"\n\n"):
-        if not block.strip():
-            continue
-        name, data = (line.split(b": ", 1)[1] for line in block.split(b"\n")[:2])
-        names.append(name.decode())
-        if name == b"content_block_delta":
-            text.append(orjson.loads(data)["delta"]["text"])
-    return "".join(text), names
 
 
 def test_500_streams_held_for_30_seconds_all_complete_with_bounded_gateway_memory(
