@@ -48,6 +48,7 @@ LISTEN_BACKLOG = 1024
 # The open-files limit to raise to when the hard limit is unlimited.
 OPEN_FILES_WANTED = 65536
 POLL_INTERVAL_S = 0.05
+SERVERS = ("daphne", "granian")
 # After the grace period: how long cut requests get to end, and connections to flush.
 CUT_TIMEOUT_S = 3.0
 FLUSH_TIMEOUT_S = 3.0
@@ -229,7 +230,19 @@ def raise_open_files_limit() -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m gateway.serve",
-        description="Serve Gatehouse (config.asgi) under Daphne, draining on SIGTERM.",
+        description="Serve Gatehouse (config.asgi) under Daphne or Granian, draining on SIGTERM.",
+    )
+    parser.add_argument(
+        "--server",
+        choices=SERVERS,
+        default=os.environ.get("GATEHOUSE_SERVER", "daphne"),
+        help="daphne (default) or granian (faster: docs/benchmarks.md); env GATEHOUSE_SERVER",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("GATEHOUSE_WORKERS", "1")),
+        help="granian only: worker processes, one per core (use Redis with more than one)",
     )
     parser.add_argument("-b", "--bind", default=DEFAULT_HOST, help="address to listen on")
     parser.add_argument("-p", "--port", type=int, default=DEFAULT_PORT)
@@ -247,9 +260,27 @@ def main(argv: list[str] | None = None) -> None:
     )
     options = parser.parse_args(argv)
 
+    if options.server not in SERVERS:
+        parser.error(f"GATEHOUSE_SERVER must be one of {', '.join(SERVERS)}")
+    if options.workers < 1 or (options.workers > 1 and options.server != "granian"):
+        parser.error("--workers must be 1 under daphne, and at least 1 under granian")
     raise_open_files_limit()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     from django.conf import settings
+
+    if options.server == "granian":
+        if options.proxy_headers:
+            parser.error("--proxy-headers is Daphne's; use GATEHOUSE_TRUSTED_PROXY_COUNT")
+        from gateway.serve_granian import run
+
+        run(
+            host=options.bind,
+            port=options.port,
+            workers=options.workers,
+            access_log=options.verbosity >= 1,
+            backlog=LISTEN_BACKLOG,
+        )
+        return
 
     from config.asgi import application
 

@@ -339,6 +339,8 @@ def test_readme_configuration_table_lists_every_variable_settings_read():
         "GATEHOUSE_ADMIN_EMAIL",
         "GATEHOUSE_ADMIN_PASSWORD",
         "GATEHOUSE_CONFIG",
+        "GATEHOUSE_SERVER",  # read by gateway.serve before Django starts
+        "GATEHOUSE_WORKERS",
         "HOST",
         "PORT",
     }

@@ -91,6 +91,12 @@ class InFlightRequests:
         except Exception:
             logger.exception("Could not end request %s at shutdown", exchange.request_id)
 
+    async def wait_for_all(self, timeout_s: float) -> None:
+        """Wait (bounded) for the requests in flight now to end on their own."""
+        tasks = [entry.task for entry in self._requests.values() if not entry.task.done()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout_s)
+
     async def cut_all(self, timeout_s: float) -> int:
         """Cancel every request whose response is unfinished; wait (bounded) for them to end."""
         entries = [

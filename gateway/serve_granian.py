@@ -1,0 +1,141 @@
+"""`python -m gateway.serve --server granian`: Gatehouse under Granian, the faster option.
+
+Granian's HTTP server is written in Rust; per request it costs the gateway's core about a
+third less CPU than Daphne and Twisted (docs/benchmarks.md). Daphne stays the default. This
+module is the application Granian's worker loads: Gatehouse's ASGI application plus the
+lifespan and shutdown behaviour `gateway.serve` gives Daphne:
+
+- SIGTERM or SIGINT: Granian stops accepting connections and waits for open ones to finish.
+  We add the bound: requests still in flight after GATEHOUSE["SHUTDOWN_GRACE_S"] are ended in
+  Anthropic's shape and recorded (gateway.proxy.lifecycle), requests that still arrive on a
+  kept-alive connection get a 503 `overloaded_error` with `connection: close`, and the
+  request log is flushed before the worker exits.
+- Backpressure is Granian's own: its `send` waits for the client (tests/gateway/
+  test_backpressure.py runs under both servers).
+
+Granian installs its worker's signal handlers on the event loop before the lifespan starts;
+ours is chained in front of them (`signal.getsignal` → call the previous handler), so
+Granian's own drain starts on the same signal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from types import FrameType
+from typing import Any
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+from config.asgi import application as gatehouse_application  # noqa: E402
+
+logger = logging.getLogger("gateway.serve")
+
+# After the grace period: how long cut requests get to end (as under Daphne).
+CUT_TIMEOUT_S = 3.0
+FLUSH_TIMEOUT_S = 10.0
+
+
+class GranianLifespan:
+    """The ASGI application Granian serves: Gatehouse, draining on SIGTERM."""
+
+    def __init__(self, application: Any) -> None:
+        self.application = application
+        self.is_draining = False
+        self._drain: asyncio.Task[None] | None = None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif self.is_draining and scope["type"] == "http":
+            from gateway.errors import new_request_id
+            from gateway.proxy.io import send_error
+            from gateway.proxy.lifecycle import shutdown_error
+
+            await send_error(send, shutdown_error(), new_request_id())
+        else:
+            await self.application(scope, receive, send)
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self._chain_signal_handlers(asyncio.get_running_loop())
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self._drain is not None:
+                    await asyncio.gather(self._drain, return_exceptions=True)
+                await self._flush_request_log()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def _chain_signal_handlers(self, loop: asyncio.AbstractEventLoop) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous = signal.getsignal(signum)
+
+            def handler(number: int, frame: FrameType | None, previous: Any = previous) -> None:
+                loop.call_soon_threadsafe(self._on_signal, number)
+                if callable(previous):
+                    previous(number, frame)
+
+            signal.signal(signum, handler)
+
+    def _on_signal(self, signum: int) -> None:
+        if self._drain is not None:
+            return
+        from django.conf import settings
+
+        grace_s = settings.GATEHOUSE["SHUTDOWN_GRACE_S"]
+        logger.info(
+            "%s: draining (no new connections; up to %.0f s for requests in flight)",
+            signal.Signals(signum).name,
+            grace_s,
+        )
+        self.is_draining = True
+        self._drain = asyncio.ensure_future(self._end_stragglers(grace_s))
+
+    async def _end_stragglers(self, grace_s: float) -> None:
+        """Wait for the proxy's requests in flight up to the grace period, then end the rest."""
+        from gateway.proxy.lifecycle import in_flight
+
+        try:
+            await in_flight.wait_for_all(timeout_s=grace_s)
+            cut = await in_flight.cut_all(timeout_s=CUT_TIMEOUT_S)
+            if cut:
+                logger.warning("Shutdown grace period over: ended %d requests in flight", cut)
+            await self._flush_request_log()
+        except Exception:
+            logger.exception("Graceful shutdown failed; stopping anyway")
+
+    @staticmethod
+    async def _flush_request_log() -> None:
+        from gateway.recorder import recorder
+
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, lambda: recorder().flush_now(timeout_s=FLUSH_TIMEOUT_S))
+
+
+application = GranianLifespan(gatehouse_application)
+
+
+def run(*, host: str, port: int, workers: int, access_log: bool, backlog: int) -> None:
+    """Serve `application` with Granian's process manager (one worker per core asked for)."""
+    from django.conf import settings
+    from granian.constants import Interfaces, Loops
+    from granian.server import Server
+
+    grace_s = settings.GATEHOUSE["SHUTDOWN_GRACE_S"]
+    Server(
+        "gateway.serve_granian:application",
+        address=host,
+        port=port,
+        interface=Interfaces.ASGI,
+        workers=workers,
+        loop=Loops.uvloop,
+        backlog=backlog,
+        log_access=access_log,
+        # a worker that has not ended after the grace period, the cut and the flush is killed
+        workers_kill_timeout=int(grace_s + CUT_TIMEOUT_S + FLUSH_TIMEOUT_S + 5),
+    ).serve()
