@@ -41,11 +41,22 @@ async def read_body(receive: Receive, limit: int, declared_length: int | None) -
 # upstream client can send nothing else (and NUL, CR or LF would corrupt the upstream request).
 _HEADER_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 _HEADER_VALUE = re.compile(rb"[\t\x20-\x7e]*\Z")
+# All request header lines together, as Twisted (under Daphne) bounds them; Granian's own
+# bound is far larger, and every header but credentials and framing is forwarded upstream.
+MAX_REQUEST_HEADER_BYTES = 16384
 
 
 def check_request_headers(headers: list[tuple[bytes, bytes]]) -> None:
     """Refuse (400) a request whose headers cannot be forwarded as they came. A bad value is
     named by its header but never echoed: it may be a credential."""
+    size = sum(len(name) + len(value) + 4 for name, value in headers)  # "name: value\r\n"
+    if size > MAX_REQUEST_HEADER_BYTES:
+        raise GatewayError(
+            "invalid_request_error",
+            f"Request headers total {size} bytes; the gateway's limit is "
+            f"{MAX_REQUEST_HEADER_BYTES}.",
+            status=431,
+        )
     for name, value in headers:
         if not _HEADER_NAME.match(name):
             raise GatewayError("invalid_request_error", "A header name is not a valid HTTP token.")

@@ -3,7 +3,7 @@ import pytest
 from gateway.errors import GatewayError
 from gateway.proxy.app import parse_messages_body
 from gateway.proxy.auth import presented_secret
-from gateway.proxy.io import check_request_headers, read_body
+from gateway.proxy.io import MAX_REQUEST_HEADER_BYTES, check_request_headers, read_body
 
 
 @pytest.mark.parametrize(
@@ -136,6 +136,19 @@ def test_ordinary_headers_with_spaces_tabs_and_punctuation_pass():
             (b"authorization", b"Bearer gh_live_abc~_-.="),
             (b"x-empty", b""),
         ]
+    )
+
+
+def test_request_headers_over_16_kib_in_all_get_431_and_up_to_the_limit_pass():
+    at_limit = [(b"x-filler", b"a" * (MAX_REQUEST_HEADER_BYTES - len(b"x-filler") - 4))]
+    check_request_headers(at_limit)
+
+    with pytest.raises(GatewayError) as caught:
+        check_request_headers([(b"x-one", b"a" * 10_000), (b"x-two", b"b" * 10_000)])
+    assert (caught.value.status, caught.value.error_type, caught.value.message) == (
+        431,
+        "invalid_request_error",
+        "Request headers total 20018 bytes; the gateway's limit is 16384.",
     )
 
 
