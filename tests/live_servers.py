@@ -1,4 +1,5 @@
-"""Real servers for integration tests: Gatehouse under Daphne (gateway.serve), in a subprocess.
+"""Real servers for integration tests: Gatehouse (gateway.serve) in a subprocess, under Daphne
+or, with `server="granian"` or GATEHOUSE_TEST_SERVER=granian, under Granian.
 
 The server talks to the same test database as the test process, so tests that use it
 need committed data (`transactional_db`).
@@ -16,10 +17,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 from django.db import connection
 
 REPO = Path(__file__).resolve().parent.parent
+SERVERS = ("daphne", "granian")
+
+
+def default_server() -> str:
+    """The server live tests run under unless a test asks for one: GATEHOUSE_TEST_SERVER."""
+    return os.environ.get("GATEHOUSE_TEST_SERVER", "daphne")
 
 
 def free_port() -> int:
@@ -56,14 +64,28 @@ class LiveServer:
     base_url: str
     process: subprocess.Popen
     log_path: Path
+    server: str = "daphne"
+
+    @property
+    def pid(self) -> int:
+        """The process that serves requests: Daphne's own, or Granian's (only) worker."""
+        if self.server != "granian":
+            return self.process.pid
+        workers = psutil.Process(self.process.pid).children()
+        if len(workers) != 1:
+            raise RuntimeError(f"expected one Granian worker, found {len(workers)}")
+        return workers[0].pid
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
 
 
-def start_gatehouse(extra_env: dict[str, str] | None = None) -> LiveServer:
+def start_gatehouse(
+    extra_env: dict[str, str] | None = None, server: str | None = None
+) -> LiveServer:
+    server = server or default_server()
     port = free_port()
-    log_path = REPO / "var" / f"test-daphne-{port}.log"
+    log_path = REPO / "var" / f"test-{server}-{port}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,
@@ -81,6 +103,8 @@ def start_gatehouse(extra_env: dict[str, str] | None = None) -> LiveServer:
             sys.executable,
             "-m",
             "gateway.serve",
+            "--server",
+            server,
             "-b",
             "127.0.0.1",
             "-p",
@@ -91,13 +115,15 @@ def start_gatehouse(extra_env: dict[str, str] | None = None) -> LiveServer:
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    server = LiveServer(base_url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
+    live = LiveServer(
+        base_url=f"http://127.0.0.1:{port}", process=process, log_path=log_path, server=server
+    )
     try:
-        wait_until_serving(server.base_url, process)
+        wait_until_serving(live.base_url, process)
     except RuntimeError:
         process.kill()
-        raise RuntimeError(server.log_text()) from None
-    return server
+        raise RuntimeError(live.log_text()) from None
+    return live
 
 
 def stop_server(server: LiveServer) -> None:
@@ -111,9 +137,19 @@ def stop_server(server: LiveServer) -> None:
 
 @pytest.fixture(scope="session")
 def gatehouse_server(django_db_setup, django_db_blocker) -> Iterator[LiveServer]:
-    """Gatehouse under Daphne on a free loopback port, sharing the test database."""
+    """Gatehouse on a free loopback port, sharing the test database (under Daphne unless
+    GATEHOUSE_TEST_SERVER says otherwise)."""
     with django_db_blocker.unblock():
         server = start_gatehouse()
+    yield server
+    stop_server(server)
+
+
+@pytest.fixture(scope="session")
+def granian_server(django_db_setup, django_db_blocker) -> Iterator[LiveServer]:
+    """Gatehouse under Granian, for what only Granian does (its own refusals)."""
+    with django_db_blocker.unblock():
+        server = start_gatehouse(server="granian")
     yield server
     stop_server(server)
 

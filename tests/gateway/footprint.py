@@ -42,7 +42,7 @@ def metrics(server: LiveServer, **headers: str) -> dict[str, float]:
 
 def footprint(server: LiveServer, upstream_url: str) -> Footprint:
     # Sockets first: the scrape's own connection is open only while it is being answered.
-    sockets = psutil.Process(server.process.pid).net_connections(kind="tcp")
+    sockets = psutil.Process(server.pid).net_connections(kind="tcp")
     upstream_port, gateway_port = port_of(upstream_url), port_of(server.base_url)
     gauges = metrics(server)
     return Footprint(

@@ -3,6 +3,7 @@
 The emulator streams a large reply as fast as loopback allows; the client reads it through
 the gateway at a trickle (a tiny receive buffer, small reads, pauses), then drains the rest.
 Without backpressure the gateway would hold the whole unsent response in its write buffer.
+Runs under both servers `gateway.serve` offers (Daphne and Granian).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import h11
@@ -19,8 +21,17 @@ import pytest
 from gateway.models import RequestOutcome
 from tests.gateway.conftest import streamed_text, wait_for_logs
 from tests.gateway.footprint import RssSampler
+from tests.live_servers import SERVERS, LiveServer, start_gatehouse, stop_server
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(params=SERVERS)
+def gatehouse_server(request, transactional_db) -> Iterator[LiveServer]:
+    server = start_gatehouse(server=request.param)
+    yield server
+    stop_server(server)
+
 
 REPLY_BYTES = 32 * 1024 * 1024
 DELTAS = 2000
@@ -104,7 +115,7 @@ def test_a_slow_reader_gets_every_byte_while_gateway_memory_stays_bounded(
     warm_up.close()
     reply_text = os.urandom(REPLY_BYTES // 2).hex()
     emulator.configure(reply_text=reply_text, text_deltas=DELTAS)
-    sampler = RssSampler(gatehouse_server.process.pid)
+    sampler = RssSampler(gatehouse_server.pid)
     baseline = sampler.peak
     sampler.start()
 

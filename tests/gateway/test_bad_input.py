@@ -1,15 +1,21 @@
-"""Bad input through the real server (Daphne): a clean 4xx in Anthropic's shape, never a 500,
-never forwarded, and logged; what Daphne refuses before the gateway sees it, measured.
+"""Bad input through the real server: a clean 4xx in Anthropic's shape, never a 500, never
+forwarded, and logged; what the HTTP server refuses before the gateway sees it, measured.
 
 Daphne's HTTP layer (Twisted's HTTPChannel) answers some requests itself, before any ASGI
 application runs: a header line longer than 16,384 bytes closes the connection without a
 response; request line plus headers over 16,384 bytes, more than 500 headers, a NUL in a header
 or a malformed Content-Length get a bare `400 Bad Request` with no body. The gateway cannot
 shape those answers; these tests pin them and prove the server keeps serving afterwards.
+
+Granian's HTTP layer (hyper) answers a bare `400` to control bytes (other than tab) in a
+header value, a NUL or a malformed Content-Length, and a bare `431` to more than 100 headers;
+longer headers reach the gateway, which refuses (431, Anthropic's shape) anything over the
+16,384 bytes Twisted allows, so both servers forward the same requests.
 """
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 
@@ -23,6 +29,11 @@ from tests.gateway.test_proxy_endpoints import BODY, assert_anthropic_error, cal
 
 pytestmark = pytest.mark.django_db(transaction=True)
 TWISTED_BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\n\r\n"
+# hyper's own refusals carry no body and close the connection
+HYPER_BARE_ANSWER = re.compile(
+    rb"HTTP/1\.1 (400 Bad Request|431 Request Header Fields Too Large)\r\n"
+    rb"connection: close\r\ncontent-length: 0\r\ndate: [^\r]+\r\n\r\n\Z"
+)
 
 
 def raw_exchange(server, request: bytes, timeout_s: float = 10.0) -> bytes:
@@ -107,6 +118,13 @@ def test_a_header_value_that_is_not_printable_ascii_gets_400_naming_the_header(
         gatehouse_server, raw_messages_request(alice.secret, header + b": " + value + b"\r\n")
     )
 
+    if gatehouse_server.server == "granian" and re.search(rb"[\x00-\x08\x0a-\x1f\x7f]", value):
+        # hyper refuses control bytes before the gateway runs
+        assert re.match(rb"HTTP/1\.1 400 Bad Request\r\n", raw)
+        assert HYPER_BARE_ANSWER.match(raw)
+        assert emulator.requests() == []
+        assert_still_serving(gatehouse_server, alice.secret)
+        return
     status, headers, body = parse_raw_response(raw)
     assert status == 400
     assert body == {
@@ -156,6 +174,8 @@ def test_a_credential_with_non_ascii_bytes_gets_400_that_never_echoes_it(
 def test_daphne_refuses_unparseable_or_oversized_headers_with_a_bare_400_and_keeps_serving(
     gatehouse_server, upstream, emulator, alice, extra_headers
 ):
+    if gatehouse_server.server != "daphne":
+        pytest.skip("Twisted's own refusals; Granian's are tested below")
     raw = raw_exchange(gatehouse_server, raw_messages_request(alice.secret, extra_headers))
 
     assert raw == TWISTED_BAD_REQUEST
@@ -166,6 +186,8 @@ def test_daphne_refuses_unparseable_or_oversized_headers_with_a_bare_400_and_kee
 def test_a_100kb_header_makes_daphne_close_the_connection_at_once_and_it_keeps_serving(
     gatehouse_server, upstream, emulator, alice
 ):
+    if gatehouse_server.server != "daphne":
+        pytest.skip("Twisted's own refusal; Granian's is tested below")
     started = time.monotonic()
 
     raw = raw_exchange(
@@ -176,6 +198,53 @@ def test_a_100kb_header_makes_daphne_close_the_connection_at_once_and_it_keeps_s
     assert time.monotonic() - started < 5
     assert emulator.requests() == []
     assert_still_serving(gatehouse_server, alice.secret)
+
+
+@pytest.mark.parametrize(
+    ("extra_headers", "status_line"),
+    [
+        (b"anthropic-beta: a\x00b\r\n", b"400 Bad Request"),
+        (b"content-length: 12\xb2\r\n", b"400 Bad Request"),
+        (
+            b"".join(b"x-filler-%d: value\r\n" % number for number in range(1_000)),
+            b"431 Request Header Fields Too Large",
+        ),
+    ],
+    ids=["nul-in-value", "non-digit-content-length", "1000-headers"],
+)
+def test_granian_refuses_unparseable_headers_or_too_many_with_a_bare_answer_and_keeps_serving(
+    granian_server, upstream, emulator, alice, extra_headers, status_line
+):
+    raw = raw_exchange(granian_server, raw_messages_request(alice.secret, extra_headers))
+
+    assert HYPER_BARE_ANSWER.match(raw)
+    assert raw.startswith(b"HTTP/1.1 " + status_line)
+    assert emulator.requests() == []
+    assert_still_serving(granian_server, alice.secret)
+
+
+@pytest.mark.parametrize(
+    "extra_headers",
+    [
+        b"x-one: " + b"a" * 10_000 + b"\r\nx-two: " + b"b" * 10_000 + b"\r\n",
+        b"x-big: " + b"a" * 100_000 + b"\r\n",
+    ],
+    ids=["20kb-of-headers", "100kb-header"],
+)
+def test_under_granian_headers_over_16_kib_get_431_in_anthropic_shape_and_are_never_forwarded(
+    granian_server, upstream, emulator, alice, extra_headers
+):
+    raw = raw_exchange(granian_server, raw_messages_request(alice.secret, extra_headers))
+
+    status, headers, body = parse_raw_response(raw)
+    assert status == 431
+    assert body["type"] == "error"
+    assert body["error"]["type"] == "invalid_request_error"
+    assert body["error"]["message"].endswith("the gateway's limit is 16384.")
+    assert emulator.requests() == []
+    [row] = wait_for_logs(1, status_code=431)
+    assert (row.outcome, row.error_type) == (RequestOutcome.GATEWAY_ERROR, "invalid_request_error")
+    assert_still_serving(granian_server, alice.secret)
 
 
 @pytest.mark.parametrize(

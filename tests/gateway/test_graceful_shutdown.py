@@ -1,5 +1,6 @@
 """SIGTERM drains the gateway: nothing new gets in, what is in flight finishes or is cut
-cleanly at the grace deadline, every request is recorded and the process exits 0."""
+cleanly at the grace deadline, every request is recorded and the process exits 0. Each test
+runs under both servers `gateway.serve` offers (Daphne and Granian)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,15 @@ import pytest
 
 from gateway.models import RequestOutcome
 from tests.gateway.conftest import wait_for_logs
-from tests.live_servers import LiveServer, start_gatehouse, stop_server
+from tests.live_servers import SERVERS, LiveServer, start_gatehouse, stop_server
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(params=SERVERS)
+def server_name(request) -> str:
+    return request.param
+
 
 STREAM_BODY = {
     "model": "claude-opus-5",
@@ -88,9 +95,9 @@ def wait_for_upstream_requests(emulator, count: int, timeout_s: float = 10.0) ->
 
 
 def test_a_stream_in_flight_at_sigterm_finishes_intact_is_recorded_and_the_process_exits_0(
-    upstream, emulator, alice
+    upstream, emulator, alice, server_name
 ):
-    server = start_gatehouse()
+    server = start_gatehouse(server=server_name)
     try:
         stream = BackgroundRequest(
             server,
@@ -125,7 +132,7 @@ def test_a_stream_in_flight_at_sigterm_finishes_intact_is_recorded_and_the_proce
 def test_after_sigterm_new_connections_are_refused_and_kept_alive_ones_get_503_overloaded(
     upstream, emulator, alice
 ):
-    server = start_gatehouse()
+    server = start_gatehouse(server="daphne")
     try:
         kept_alive = httpx.Client(base_url=server.base_url, timeout=30)
         warm_up = kept_alive.get("/v1/models", headers={"x-api-key": alice.secret})
@@ -168,10 +175,52 @@ def test_after_sigterm_new_connections_are_refused_and_kept_alive_ones_get_503_o
     assert sorted(row.endpoint for row in rows) == ["/v1/messages", "/v1/models"]
 
 
-def test_requests_open_at_the_grace_deadline_end_in_anthropic_shape_and_are_recorded(
+def test_under_granian_sigterm_refuses_new_connections_and_closes_idle_kept_alive_ones(
     upstream, emulator, alice
 ):
-    server = start_gatehouse({"GATEHOUSE_SHUTDOWN_GRACE_S": "2"})
+    """Granian closes an idle kept-alive connection at once instead of waiting to answer its
+    next request with a 503; a client retries that on a new connection, which is refused."""
+    server = start_gatehouse(server="granian")
+    address = urlsplit(server.base_url)
+    try:
+        kept_alive = socket.create_connection((address.hostname, address.port), timeout=10)
+        kept_alive.sendall(
+            f"GET /v1/models HTTP/1.1\r\nhost: {address.netloc}\r\n"
+            f"x-api-key: {alice.secret}\r\n\r\n".encode()
+        )
+        answer = kept_alive.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 200")
+        stream = BackgroundRequest(
+            server,
+            alice.secret,
+            STREAM_BODY,
+            {"x-emulator-deltas": "10", "x-emulator-delta-delay-ms": "300"},
+        )
+        stream.start()
+        assert stream.first_bytes.wait(10)
+
+        sigterm(server)
+        wait_until_connections_are_refused(server)
+        closed_by_server = kept_alive.recv(65536) == b""
+        stream_was_still_running = stream.is_alive()
+        kept_alive.close()
+        stream.join(30)
+        exit_code = server.process.wait(timeout=30)
+    finally:
+        stop_server(server)
+
+    assert closed_by_server
+    assert stream_was_still_running
+    assert stream.events()[-1][0] == "message_stop"
+    assert exit_code == 0
+    rows = wait_for_logs(2, user=alice.user)
+    assert sorted(row.endpoint for row in rows) == ["/v1/messages", "/v1/models"]
+
+
+def test_requests_open_at_the_grace_deadline_end_in_anthropic_shape_and_are_recorded(
+    upstream, emulator, alice, server_name
+):
+    server = start_gatehouse({"GATEHOUSE_SHUTDOWN_GRACE_S": "2"}, server=server_name)
     try:
         endless = BackgroundRequest(
             server, alice.secret, STREAM_BODY, {"x-emulator-fault": "endless:200"}

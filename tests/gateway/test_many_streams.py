@@ -90,7 +90,7 @@ def test_500_streams_held_for_30_seconds_all_complete_with_bounded_gateway_memor
         gatehouse_server.base_url + "/v1/models", headers={"x-api-key": alice.secret}
     )
     assert warm_up.status_code == 200
-    sampler = RssSampler(gatehouse_server.process.pid, interval_s=0.1)
+    sampler = RssSampler(gatehouse_server.pid, interval_s=0.1)
     baseline = sampler.peak
     sampler.start()
     streams = Streams()
