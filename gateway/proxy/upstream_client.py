@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -168,6 +169,13 @@ def open_connections(client: httpx.AsyncClient) -> int:
     return len(pool.connections) if pool is not None else 0
 
 
+@functools.lru_cache(maxsize=1024)
+def _parsed_url(url: str) -> httpx.URL:
+    """Upstream URLs repeat (a few providers, a few endpoints): parse each once. httpx.URL is
+    immutable, so one instance can serve every request to it."""
+    return httpx.URL(url)
+
+
 async def send_upstream(
     client: httpx.AsyncClient,
     *,
@@ -187,7 +195,11 @@ async def send_upstream(
     if not any(name.lower() == "accept-encoding" for name, _ in headers):
         headers = [*headers, ("accept-encoding", "identity")]
     request = httpx.Request(
-        method, url, headers=headers, content=content, extensions={"timeout": timeouts.as_dict()}
+        method,
+        _parsed_url(url),
+        headers=headers,
+        content=content,
+        extensions={"timeout": timeouts.as_dict()},
     )
     transport: httpx.AsyncBaseTransport = client._transport
     response = await transport.handle_async_request(request)
