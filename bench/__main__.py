@@ -13,7 +13,7 @@ import orjson
 
 from bench import report
 from bench.scenarios import PROFILED, SCENARIOS, run_growth, run_scenario
-from bench.stack import REPO, machine, running_stack
+from bench.stack import REPO, gateway_description, machine, running_stack
 
 
 def _git_commit() -> str:
@@ -38,6 +38,7 @@ async def bench(names: list[str], long_run: bool) -> int:
     info = machine()
     info["commit"] = _git_commit()
     info["date"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    info["gateway"] = gateway_description()
     with running_stack() as stack:
         assert stack.gateway is not None
         assert stack.emulator is not None
@@ -66,8 +67,8 @@ async def bench(names: list[str], long_run: bool) -> int:
         f"machine: {info['nproc']} cores × {info['cpu']}, {info['memory']} RAM, "
         f"Linux {info['kernel']}, Python {info['python']}; load average at the end "
         f"{' '.join(load)}\n"
-        f"emulator pinned to core {stack.emulator_core}, gateway (Daphne) to core "
-        f"{stack.gateway_core}; SQLite, no Redis, GATEHOUSE_CACHE_TTL default (5 s)\n"
+        f"emulator pinned to core {stack.emulator_core}, gateway ({gateway_description()}) to "
+        f"core {stack.gateway_core}; SQLite, no Redis, GATEHOUSE_CACHE_TTL default (5 s)\n"
     )
     print(report.table(rows))
     print()

@@ -7,6 +7,7 @@ import contextlib
 import os
 import platform
 import resource
+import secrets
 import shutil
 import signal
 import socket
@@ -17,6 +18,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from cryptography.fernet import Fernet
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -163,7 +166,14 @@ class Server:
 
     @property
     def pid(self) -> int:
-        return self.process.pid
+        """The serving process: the server itself, or its only worker when it forks one
+        (Granian's process manager forks a worker that does all the serving)."""
+        children_path = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        try:
+            children = children_path.read_text().split()
+        except OSError:
+            children = []
+        return int(children[0]) if len(children) == 1 else self.process.pid
 
 
 @dataclass
@@ -191,7 +201,11 @@ def _base_env(var_dir: Path) -> dict[str, str]:
     env.update(
         {
             "DJANGO_SETTINGS_MODULE": "config.settings",
-            "DEBUG": "1",
+            # production settings: DEBUG off (no query log, no debug cursors), fresh secrets
+            "DEBUG": "0",
+            "SECRET_KEY": secrets.token_urlsafe(50),
+            "GATEHOUSE_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+            "ALLOWED_HOSTS": HOST,
             "GATEHOUSE_VAR_DIR": str(var_dir),
             "DATABASE_URL": f"sqlite:///{var_dir / 'bench.sqlite3'}",
             "BENCH_UPSTREAM_KEY": UPSTREAM_SECRET,
@@ -255,23 +269,56 @@ def _start(
     return server
 
 
+def gateway_server() -> str:
+    """The server Gatehouse runs under: BENCH_SERVER, else Daphne (the default)."""
+    server = os.environ.get("BENCH_SERVER", "daphne")
+    if server not in {"daphne", "granian"}:
+        raise SystemExit(f"BENCH_SERVER must be daphne or granian, not {server!r}")
+    return server
+
+
+def gateway_description() -> str:
+    """What serves the gateway side, for the report: the server, and the variant if any."""
+    variant = os.environ.get("BENCH_GATEWAY_ASGI")
+    return gateway_server().capitalize() + (f" serving {variant}" if variant else "")
+
+
 def gateway_argv(port: int) -> list[str]:
-    """Gatehouse as the Procfile runs it (`gateway.serve`, Daphne underneath); with
-    BENCH_GATEWAY_ASGI, plain Daphne serving a variant application (BENCH_DAPHNE_ARGS adds
-    Daphne options to either)."""
-    extra = os.environ.get("BENCH_DAPHNE_ARGS", "").split()
+    """Gatehouse as the Procfile runs it (`gateway.serve`, under BENCH_SERVER); with
+    BENCH_GATEWAY_ASGI, the same server serving a variant application (BENCH_DAPHNE_ARGS adds
+    Daphne options)."""
+    server = gateway_server()
     application = os.environ.get("BENCH_GATEWAY_ASGI")
-    if application is None:
+    if server == "granian":
+        if application is None:
+            return [
+                PYTHON,
+                "-m",
+                "gateway.serve",
+                "--server",
+                "granian",
+                "-b",
+                HOST,
+                "-p",
+                str(port),
+            ]
+        granian = str(Path(PYTHON).parent / "granian")
         return [
-            PYTHON,
-            "-m",
-            "gateway.serve",
-            "-b",
+            granian,
+            "--interface",
+            "asgi",
+            "--loop",
+            "uvloop",
+            "--host",
             HOST,
-            "-p",
+            "--port",
             str(port),
-            *extra,
+            "--access-log",
+            application,
         ]
+    extra = os.environ.get("BENCH_DAPHNE_ARGS", "").split()
+    if application is None:
+        return [PYTHON, "-m", "gateway.serve", "-b", HOST, "-p", str(port), *extra]
     daphne = str(Path(PYTHON).parent / "daphne")
     return [daphne, "-b", HOST, "-p", str(port), *extra, application]
 
@@ -307,6 +354,8 @@ def running_stack(*, keep_var_dir: bool = False) -> Iterator[Stack]:
         gateway_env = dict(stack.env)
         if os.environ.get("BENCH_PYTHONPATH"):
             gateway_env["PYTHONPATH"] = os.environ["BENCH_PYTHONPATH"]
+        # where bench.floor (the bare pass-through to compare with) sends its requests
+        gateway_env["BENCH_FLOOR_UPSTREAM"] = f"http://{HOST}:{emulator_port}"
         stack.gateway = _start(
             stack,
             "gateway",
