@@ -24,6 +24,7 @@ from typing import Any
 
 import aiohttp
 import httpx
+import yarl
 from httpx_aiohttp import AiohttpTransport
 
 KEEPALIVE_S = 30.0
@@ -105,7 +106,8 @@ class _ResponseStream(httpx.AsyncByteStream):
 
 
 class UpstreamTransport(AiohttpTransport):
-    """httpx-aiohttp's transport with exact error classes and hang-ups that reach upstream."""
+    """httpx-aiohttp's transport with exact error classes and hang-ups that reach upstream,
+    and a direct way in (`send_bytes`) for the proxy's requests."""
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         with _as_httpx_errors():
@@ -114,6 +116,41 @@ class UpstreamTransport(AiohttpTransport):
         inner: aiohttp.ClientResponse = stream._aiohttp_response
         response.stream = _ResponseStream(inner)
         return response
+
+    async def send_bytes(
+        self,
+        *,
+        method: str,
+        url: str,
+        headers: list[tuple[str, str]],
+        content: bytes,
+        timeouts: httpx.Timeout,
+    ) -> httpx.Response:
+        """What `handle_async_request` does for a request with a body in hand, without first
+        building an `httpx.Request` for aiohttp to take apart again (its URL re-serialized,
+        its headers decoded one by one): a third of the upstream client's CPU per request.
+        aiohttp adds Host and Content-Length itself."""
+        if not isinstance(self.client, aiohttp.ClientSession):
+            self.client = self.get_client()
+        with _as_httpx_errors():
+            upstream = await self.client.request(
+                method,
+                _aiohttp_url(url),
+                headers=headers,
+                data=content or None,
+                allow_redirects=False,
+                auto_decompress=False,
+                compress=False,
+                timeout=aiohttp.ClientTimeout(
+                    sock_connect=timeouts.connect, sock_read=timeouts.read, connect=timeouts.pool
+                ),
+            )
+        return httpx.Response(
+            status_code=upstream.status,
+            headers=upstream.raw_headers,
+            stream=_ResponseStream(upstream),
+            extensions={"http_version": b"HTTP/1.1"},
+        )
 
     def open_connections(self) -> int:
         """Connections to providers, in use or idle (a gauge for leak checks)."""
@@ -169,11 +206,17 @@ def open_connections(client: httpx.AsyncClient) -> int:
     return len(pool.connections) if pool is not None else 0
 
 
+# Upstream URLs repeat (a few providers, a few endpoints): each is parsed once. Both URL
+# classes are immutable, so one instance serves every request to it.
 @functools.lru_cache(maxsize=1024)
 def _parsed_url(url: str) -> httpx.URL:
-    """Upstream URLs repeat (a few providers, a few endpoints): parse each once. httpx.URL is
-    immutable, so one instance can serve every request to it."""
     return httpx.URL(url)
+
+
+@functools.lru_cache(maxsize=1024)
+def _aiohttp_url(url: str) -> yarl.URL:
+    """The URL exactly as httpx-aiohttp hands it to aiohttp: httpx's form, re-parsed."""
+    return yarl.URL(str(_parsed_url(url)))
 
 
 async def send_upstream(
@@ -194,6 +237,11 @@ async def send_upstream(
     """
     if not any(name.lower() == "accept-encoding" for name, _ in headers):
         headers = [*headers, ("accept-encoding", "identity")]
+    transport: httpx.AsyncBaseTransport = client._transport
+    if isinstance(transport, UpstreamTransport):
+        return await transport.send_bytes(
+            method=method, url=url, headers=headers, content=content, timeouts=timeouts
+        )
     request = httpx.Request(
         method,
         _parsed_url(url),
@@ -201,7 +249,6 @@ async def send_upstream(
         content=content,
         extensions={"timeout": timeouts.as_dict()},
     )
-    transport: httpx.AsyncBaseTransport = client._transport
     response = await transport.handle_async_request(request)
     response.request = request
     return response
