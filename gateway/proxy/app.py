@@ -485,9 +485,13 @@ def _storable(row: dict[str, Any]) -> dict[str, Any]:
 
 async def _read_whole(response: httpx.Response) -> bytes:
     """A non-streamed answer's body; a connection lost or stalled on the way is the
-    provider's failure, answered in Anthropic's shape (nothing has reached the client yet)."""
+    provider's failure, answered in Anthropic's shape (nothing has reached the client yet).
+    A body that is not content-encoded (we ask for identity) skips httpx's decoder chain."""
     try:
-        return await response.aread()
+        if response.is_stream_consumed or "content-encoding" in response.headers:
+            return await response.aread()  # read already (to choose a retry): the same bytes
+        chunks = [chunk async for chunk in response.aiter_raw()]
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
     except httpx.TimeoutException as error:
         raise UpstreamUnavailable(
             "timeout_error", f"Upstream provider stalled mid-answer ({type(error).__name__})."

@@ -1,7 +1,10 @@
+import gzip
+
+import httpx
 import pytest
 
 from gateway.errors import GatewayError
-from gateway.proxy.app import parse_messages_body
+from gateway.proxy.app import _read_whole, parse_messages_body
 from gateway.proxy.auth import presented_secret
 from gateway.proxy.io import MAX_REQUEST_HEADER_BYTES, check_request_headers, read_body
 
@@ -173,3 +176,17 @@ async def test_a_body_without_a_length_is_refused_at_the_chunk_that_crosses_the_
     with pytest.raises(GatewayError) as caught:
         await read_body(receive, 100, None)
     assert (caught.value.status, read) == (413, 3)
+
+
+async def test_a_whole_answer_is_relayed_as_received_and_a_content_encoded_one_is_decoded():
+    body = b'{"type":"message","content":[]}'
+    plain = httpx.Response(200, stream=httpx.ByteStream(body))
+    gzipped = httpx.Response(
+        200, headers={"content-encoding": "gzip"}, stream=httpx.ByteStream(gzip.compress(body))
+    )
+    already_read = httpx.Response(200, stream=httpx.ByteStream(body))
+    await already_read.aread()
+
+    assert await _read_whole(plain) == body
+    assert await _read_whole(gzipped) == body
+    assert await _read_whole(already_read) == body
