@@ -68,7 +68,7 @@ async def bench(names: list[str], long_run: bool) -> int:
         f"Linux {info['kernel']}, Python {info['python']}; load average at the end "
         f"{' '.join(load)}\n"
         f"emulator pinned to core {stack.emulator_core}, gateway ({gateway_description()}) to "
-        f"core {stack.gateway_core}; SQLite, no Redis, GATEHOUSE_CACHE_TTL default (5 s)\n"
+        f"core {stack.gateway_core}; {stack.database}, no Redis, GATEHOUSE_CACHE_TTL default (5 s)\n"
     )
     print(report.table(rows))
     print()

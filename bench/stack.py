@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from cryptography.fernet import Fernet
 
@@ -187,6 +188,7 @@ class Stack:
 
     # the cores: the emulator on the first, Gatehouse on the second (DESIGN.md §1: "one core
     # for the proxy"); the load generator moves to whichever core the measured path leaves idle.
+    database: str = "SQLite"
     emulator_core: int = 0
     gateway_core: int = 1
 
@@ -215,6 +217,29 @@ def _base_env(var_dir: Path) -> dict[str, str]:
     )
     env.pop("GATEHOUSE_CACHE_TTL", None)  # the default (5 s): steady state never hits the DB
     return env
+
+
+@contextlib.contextmanager
+def throwaway_database(env: dict[str, str]) -> Iterator[str]:
+    """SQLite in the var dir by default; with BENCH_POSTGRES (a server URL), a fresh database
+    on that PostgreSQL server, dropped afterwards. Yields a description for the report."""
+    server_url = os.environ.get("BENCH_POSTGRES")
+    if not server_url:
+        yield "SQLite"
+        return
+    import psycopg
+
+    name = f"gatehouse_bench_{os.getpid()}"
+    server = urlsplit(server_url)
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    env["DATABASE_URL"] = urlunsplit(server._replace(path=f"/{name}"))
+    try:
+        yield f"PostgreSQL ({server.hostname}:{server.port or 5432}, not pinned)"
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _manage(env: dict[str, str], *args: str) -> str:
@@ -330,13 +355,18 @@ def running_stack(*, keep_var_dir: bool = False) -> Iterator[Stack]:
     cores = sorted(os.sched_getaffinity(0))
     var_dir = Path(tempfile.mkdtemp(prefix="gatehouse-bench-"))
     stack = Stack(var_dir=var_dir, env=_base_env(var_dir))
+    stack_exit = contextlib.ExitStack()
     if len(cores) >= 2:
         stack.emulator_core, stack.gateway_core = cores[0], cores[1]
     else:
         stack.emulator_core = stack.gateway_core = cores[0]
     try:
+        stack.database = stack_exit.enter_context(throwaway_database(stack.env))
         emulator_port, gateway_port = free_port(), free_port()
-        print(f"bench: var dir {var_dir}; migrating a throwaway SQLite database …", flush=True)
+        print(
+            f"bench: var dir {var_dir}; migrating a throwaway {stack.database} database …",
+            flush=True,
+        )
         _manage(stack.env, "migrate", "--noinput")
         config_path = var_dir / "bench.yaml"
         config_path.write_text(CONFIG_YAML.format(host=HOST, port=emulator_port, model=MODEL))
@@ -375,6 +405,7 @@ def running_stack(*, keep_var_dir: bool = False) -> Iterator[Stack]:
             except subprocess.TimeoutExpired:
                 server.process.kill()
                 server.process.wait(timeout=5)
+        stack_exit.close()
         if keep_var_dir or os.environ.get("BENCH_KEEP"):
             print(f"bench: kept {var_dir}")
         else:
