@@ -8,6 +8,7 @@ Formula: anthropic-protocol.md §5, prices per million tokens (§8), web search 
 from __future__ import annotations
 
 import bisect
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -70,6 +71,7 @@ def quantize_cost(cost: Decimal) -> Decimal:
         return cost.quantize(COST_PLACES)
 
 
+@functools.lru_cache(maxsize=4096)  # looked up several times per request, for few models
 def model_id_candidates(model: str) -> tuple[str, ...]:
     """The ids a model is priced under, most specific first.
 
