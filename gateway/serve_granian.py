@@ -21,8 +21,10 @@ Granian's own drain starts on the same signal.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import resource
 import signal
 from types import FrameType
 from typing import Any
@@ -36,6 +38,8 @@ logger = logging.getLogger("gateway.serve")
 # After the grace period: how long cut requests get to end (as under Daphne).
 CUT_TIMEOUT_S = 3.0
 FLUSH_TIMEOUT_S = 10.0
+# Requests one worker serves at once when the open-files limit is unlimited.
+MAX_CONCURRENT = 32768
 
 
 class GranianLifespan:
@@ -76,7 +80,8 @@ class GranianLifespan:
             previous = signal.getsignal(signum)
 
             def handler(number: int, frame: FrameType | None, previous: Any = previous) -> None:
-                loop.call_soon_threadsafe(self._on_signal, number)
+                with contextlib.suppress(RuntimeError):  # a closed loop has nothing to drain
+                    loop.call_soon_threadsafe(self._on_signal, number)
                 if callable(previous):
                     previous(number, frame)
 
@@ -127,6 +132,11 @@ def run(*, host: str, port: int, workers: int, access_log: bool, backlog: int) -
     from granian.server import Server
 
     grace_s = settings.GATEHOUSE["SHUTDOWN_GRACE_S"]
+    # Granian serves at most `backpressure` requests at once per worker (by default its
+    # backlog, 1024) and leaves the rest waiting unanswered; a gateway holds thousands of
+    # long streams, each with two sockets, so the bound is what the open-files limit allows.
+    open_files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    concurrent = MAX_CONCURRENT if open_files == resource.RLIM_INFINITY else open_files // 2
     Server(
         "gateway.serve_granian:application",
         address=host,
@@ -135,6 +145,7 @@ def run(*, host: str, port: int, workers: int, access_log: bool, backlog: int) -
         workers=workers,
         loop=Loops.uvloop,
         backlog=backlog,
+        backpressure=max(concurrent, backlog),
         log_access=access_log,
         # a worker that has not ended after the grace period, the cut and the flush is killed
         workers_kill_timeout=int(grace_s + CUT_TIMEOUT_S + FLUSH_TIMEOUT_S + 5),

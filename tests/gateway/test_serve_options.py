@@ -1,0 +1,107 @@
+"""`python -m gateway.serve` options: which server, how many workers, Granian's bounds."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from gateway import serve, serve_granian
+
+
+class RecordedServer:
+    """Stands in for granian's Server: records how it was configured, serves nothing."""
+
+    calls: list[dict[str, Any]] = []
+
+    def __init__(self, target: str, **options: Any) -> None:
+        self.calls.append({"target": target, **options})
+
+    def serve(self) -> None:
+        pass
+
+
+@pytest.fixture
+def recorded(monkeypatch) -> list[dict[str, Any]]:
+    import granian.server
+
+    RecordedServer.calls = []
+    monkeypatch.setattr(granian.server, "Server", RecordedServer)
+    return RecordedServer.calls
+
+
+def test_granian_serves_as_many_requests_at_once_as_the_open_files_limit_allows(recorded):
+    serve.main(["--server", "granian", "-p", "8123", "--workers", "3", "-v", "0"])
+
+    [options] = recorded
+    open_files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    # Granian's default (its backlog, 1024) would leave the 1,025th stream waiting unanswered.
+    assert options["backpressure"] >= max(open_files // 2, 1024) > 1024
+    assert options["target"] == "gateway.serve_granian:application"
+    assert (options["port"], options["workers"], options["log_access"]) == (8123, 3, False)
+    assert options["workers_kill_timeout"] > 30  # beyond the default 30 s grace
+
+
+def test_gateway_server_env_selects_granian(recorded, monkeypatch):
+    monkeypatch.setenv("GATEHOUSE_SERVER", "granian")
+
+    serve.main(["-p", "8124"])
+
+    assert [options["port"] for options in recorded] == [8124]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--workers", "2"],  # Daphne runs one process
+        ["--server", "granian", "--workers", "0"],
+        ["--server", "granian", "--proxy-headers"],
+        ["--server", "hypercorn"],
+    ],
+)
+def test_impossible_server_options_are_refused_before_anything_starts(recorded, argv, capsys):
+    with pytest.raises(SystemExit) as exited:
+        serve.main(argv)
+
+    assert exited.value.code == 2
+    assert recorded == []
+    assert "error:" in capsys.readouterr().err
+
+
+@pytest.fixture
+def signal_handlers_restored() -> Iterator[None]:
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
+
+
+def test_the_granian_application_answers_lifespan_and_chains_the_servers_signal_handler(
+    signal_handlers_restored,
+):
+    granian_handler_calls: list[int] = []
+    signal.signal(signal.SIGTERM, lambda number, frame: granian_handler_calls.append(number))
+
+    messages = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    app = serve_granian.GranianLifespan(application=None)
+    asyncio.run(app({"type": "lifespan"}, receive, send))
+    os.kill(os.getpid(), signal.SIGTERM)  # after the loop closed: Granian's handler still runs
+
+    assert [message["type"] for message in sent] == [
+        "lifespan.startup.complete",
+        "lifespan.shutdown.complete",
+    ]
+    assert granian_handler_calls == [signal.SIGTERM]
