@@ -4,6 +4,8 @@ runs under both servers `gateway.serve` offers (Daphne and Granian)."""
 
 from __future__ import annotations
 
+import base64
+import os
 import signal
 import socket
 import threading
@@ -13,7 +15,9 @@ from urllib.parse import urlsplit
 import httpx
 import orjson
 import pytest
+from django.test import Client
 
+from gateway.live_feed import SOCKET_PATH
 from gateway.models import RequestOutcome
 from tests.gateway.conftest import wait_for_logs
 from tests.live_servers import SERVERS, LiveServer, start_gatehouse, stop_server
@@ -87,6 +91,19 @@ def wait_until_connections_are_refused(server: LiveServer, timeout_s: float = 5.
     raise AssertionError("the server still accepts new connections after SIGTERM")
 
 
+def sigterm_during_a_slow_stream(server: LiveServer, secret: str) -> BackgroundRequest:
+    """Start a 3 s stream, SIGTERM the server once it flows, and wait until the server refuses
+    new connections; the stream keeps the server draining while a test checks the rest."""
+    stream = BackgroundRequest(
+        server, secret, STREAM_BODY, {"x-emulator-deltas": "10", "x-emulator-delta-delay-ms": "300"}
+    )
+    stream.start()
+    assert stream.first_bytes.wait(10)
+    sigterm(server)
+    wait_until_connections_are_refused(server)
+    return stream
+
+
 def wait_for_upstream_requests(emulator, count: int, timeout_s: float = 10.0) -> None:
     deadline = time.monotonic() + timeout_s
     while len(emulator.requests()) < count:
@@ -137,18 +154,7 @@ def test_after_sigterm_new_connections_are_refused_and_kept_alive_ones_get_503_o
         kept_alive = httpx.Client(base_url=server.base_url, timeout=30)
         warm_up = kept_alive.get("/v1/models", headers={"x-api-key": alice.secret})
         assert warm_up.status_code == 200
-        # A slow stream keeps the server draining while the checks below run.
-        stream = BackgroundRequest(
-            server,
-            alice.secret,
-            STREAM_BODY,
-            {"x-emulator-deltas": "10", "x-emulator-delta-delay-ms": "300"},
-        )
-        stream.start()
-        assert stream.first_bytes.wait(10)
-
-        sigterm(server)
-        wait_until_connections_are_refused(server)
+        stream = sigterm_during_a_slow_stream(server, alice.secret)
         refused = kept_alive.post(
             "/v1/messages",
             content=orjson.dumps({**STREAM_BODY, "stream": False}),
@@ -190,17 +196,7 @@ def test_under_granian_sigterm_refuses_new_connections_and_closes_idle_kept_aliv
         )
         answer = kept_alive.recv(65536)
         assert answer.startswith(b"HTTP/1.1 200")
-        stream = BackgroundRequest(
-            server,
-            alice.secret,
-            STREAM_BODY,
-            {"x-emulator-deltas": "10", "x-emulator-delta-delay-ms": "300"},
-        )
-        stream.start()
-        assert stream.first_bytes.wait(10)
-
-        sigterm(server)
-        wait_until_connections_are_refused(server)
+        stream = sigterm_during_a_slow_stream(server, alice.secret)
         closed_by_server = kept_alive.recv(65536) == b""
         stream_was_still_running = stream.is_alive()
         kept_alive.close()
@@ -266,3 +262,42 @@ def test_requests_open_at_the_grace_deadline_end_in_anthropic_shape_and_are_reco
     assert rows[False].error_type == "overloaded_error"
     # The upstream calls were closed, not left running.
     assert all(request["disconnected_at"] is not None for request in emulator.requests())
+
+
+def test_under_granian_sigterm_ends_live_feed_websockets_and_the_worker_exits_promptly(
+    upstream, emulator, staff
+):
+    browser = Client()
+    browser.force_login(staff)
+    server = start_gatehouse(server="granian")
+    address = urlsplit(server.base_url)
+    try:
+        sock = socket.create_connection((address.hostname, address.port), timeout=10)
+        sock.sendall(
+            (
+                f"GET {SOCKET_PATH} HTTP/1.1\r\nhost: {address.netloc}\r\n"
+                "upgrade: websocket\r\nconnection: Upgrade\r\n"
+                f"sec-websocket-key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
+                f"sec-websocket-version: 13\r\norigin: {server.base_url}\r\n"
+                f"cookie: sessionid={browser.cookies['sessionid'].value}\r\n\r\n"
+            ).encode()
+        )
+        handshake = b""
+        while b"\r\n\r\n" not in handshake:
+            handshake += sock.recv(1)
+        assert handshake.startswith(b"HTTP/1.1 101")
+
+        signalled_at = time.monotonic()
+        sigterm(server)
+        # Granian ends the socket itself (a bare close, or a close frame): read until it is over.
+        while sock.recv(65536):
+            pass
+        sock.close()
+        exit_code = server.process.wait(timeout=30)
+        exited_after_s = time.monotonic() - signalled_at
+    finally:
+        stop_server(server)
+
+    assert exit_code == 0
+    # well within the 30 s grace: an open live feed does not hold the worker
+    assert exited_after_s < 10
