@@ -9,13 +9,10 @@ import asyncio
 import logging
 import os
 import shutil
-import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 import redis
@@ -35,6 +32,7 @@ from gateway.admission.ledger import (
 from gateway.admission.limits import CONCURRENCY, RPM, TPM, RateClaim
 from gateway.admission.redis_ledger import RedisLedger
 from tests.live_servers import free_port
+from tests.private_redis import PrivateRedis
 
 # The machine always runs Redis (CI starts it); the default-database run uses db 12.
 REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/12"
@@ -338,59 +336,12 @@ async def test_an_unreachable_redis_falls_back_to_the_process_with_a_warning(cap
     assert caplog.text.count("Redis unavailable for admission") == 1
 
 
-class RedisServer:
-    """A private redis-server that a test can stop and start again with its data."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.directory = directory
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self.directory),
-                "--save",
-                "3600 1",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis.from_url(self.url)
-        for _ in range(100):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        client.close()
-
-    def stop(self) -> None:
-        """SIGTERM: Redis saves its data set to disk and exits."""
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
-
-
 @pytest.fixture
-def private_redis(tmp_path) -> Iterator[RedisServer]:
+def private_redis(tmp_path) -> Iterator[PrivateRedis]:
     assert shutil.which("redis-server"), (
         "redis-server is needed (installed on this machine and by CI)"
     )
-    server = RedisServer(tmp_path)
+    server = PrivateRedis(tmp_path, keeps_data=True)
     server.start()
     yield server
     server.stop()

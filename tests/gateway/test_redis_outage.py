@@ -10,79 +10,21 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
-import redis
 
 from accounts.models import VirtualKey
 from tests.conftest import Person
-from tests.live_servers import free_port, start_gatehouse, stop_server
+from tests.live_servers import start_gatehouse, stop_server
+from tests.private_redis import PrivateRedis
 
 MODEL = "claude-sonnet-4-5"
 SESSION = "session-redis-outage"
 # How long each Redis client leaves Redis alone after a failure (ledger and pool state).
 REDIS_RETRY_AFTER_S = 5.0
-
-
-class PrivateRedis:
-    """A redis-server of this test's own, which the test kills and starts again."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.directory = directory
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def client(self) -> redis.Redis:
-        return redis.Redis.from_url(self.url, socket_timeout=2)
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(  # noqa: S603 - fixed argv
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self.directory),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        with self.client() as client:
-            while True:
-                try:
-                    client.ping()
-                    return
-                except redis.ConnectionError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
-
-    def kill(self) -> None:
-        """SIGKILL: Redis dies with everything it held, as when its host goes away."""
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-            self.process = None
-
-    def keys(self, prefix: str) -> set[str]:
-        with self.client() as client:
-            return {key.decode() for key in client.scan_iter(match=f"{prefix}:*")}
 
 
 @pytest.fixture
