@@ -145,8 +145,10 @@ def price_request(
     provider_id: int | None,
     at: datetime,
     book: PriceBook | None,
+    with_savings: bool = True,
 ) -> PricedCost:
-    """Price a whole request with the rows in force at `at` (when it started).
+    """Price a whole request with the rows in force at `at` (when it started); without
+    `with_savings`, `cache_savings_usd` is left at zero (settling needs the cost alone).
 
     With `iterations`, each is priced with its own model (or `model` when it names none)
     and their sum is billed, since the top-level totals leave out compaction and advisor
@@ -165,7 +167,8 @@ def price_request(
             price_ids.append(price.price_id)
         with localcontext(_EXACT):
             cost += cost_of(part_usage, price)
-            savings += savings_from_cache(part_usage, price)
+            if with_savings:
+                savings += savings_from_cache(part_usage, price)
     if iterations:
         with localcontext(_EXACT):
             cost += _tokens(usage.web_search_requests) * WEB_SEARCH_USD

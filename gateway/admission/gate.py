@@ -211,6 +211,7 @@ def true_cost(
         provider_id=provider_id,
         at=at,
         book=book,
+        with_savings=False,
     )
     return 0 if priced.cost_usd is None else units_of_cost(priced.cost_usd)
 

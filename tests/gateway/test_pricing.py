@@ -129,6 +129,28 @@ def test_captured_stream_priced_through_the_price_book():
     )
 
 
+def test_settling_prices_the_cost_alone_to_the_same_digit():
+    stream = StreamUsage()
+    stream.on_message_start(CAPTURED_MESSAGE_START)
+    stream.on_message_delta(CAPTURED_MESSAGE_DELTA)
+
+    priced = price_request(
+        usage=stream.usage,
+        iterations=stream.iterations,
+        model=stream.model,
+        provider_id=None,
+        at=JUL,
+        book=PriceBook([OPUS_5, SONNET_5]),
+        with_savings=False,
+    )
+
+    assert (priced.cost_usd, priced.price_ids, priced.cache_savings_usd) == (
+        Decimal("0.08475"),
+        (1,),
+        Decimal(0),
+    )
+
+
 def test_cost_keeps_every_digit_beyond_the_default_decimal_precision():
     cost = cost_of(Usage(input_tokens=10**30 + 1), price(9, "m", ("1", "0", "0", "0", "0")))
 
