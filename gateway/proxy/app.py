@@ -257,8 +257,9 @@ class ProxyApp:
         finally:
             watcher.cancel()
             try:
-                if upstream is not None:
+                if upstream is not None and not upstream.response.is_closed:
                     # Shielded: a second cancellation must not leave the upstream connection open.
+                    # (A body read to its end has closed the response already: no task needed.)
                     await asyncio.shield(upstream.response.aclose())
             finally:
                 await self.admission.settle(
