@@ -107,19 +107,23 @@ def test_captured_stream_is_priced_exactly_per_the_reference():
     assert cost_of(stream.usage, OPUS_5) == Decimal("0.08475")
 
 
-def test_captured_stream_priced_through_the_price_book():
+def price_captured_stream(*, with_savings: bool) -> PricedCost:
     stream = StreamUsage()
     stream.on_message_start(CAPTURED_MESSAGE_START)
     stream.on_message_delta(CAPTURED_MESSAGE_DELTA)
-
-    priced = price_request(
+    return price_request(
         usage=stream.usage,
         iterations=stream.iterations,
         model=stream.model,
         provider_id=None,
         at=JUL,
         book=PriceBook([OPUS_5, SONNET_5]),
+        with_savings=with_savings,
     )
+
+
+def test_captured_stream_priced_through_the_price_book():
+    priced = price_captured_stream(with_savings=True)
 
     assert priced == PricedCost(
         cost_usd=Decimal("0.08475"),
@@ -130,19 +134,7 @@ def test_captured_stream_priced_through_the_price_book():
 
 
 def test_settling_prices_the_cost_alone_to_the_same_digit():
-    stream = StreamUsage()
-    stream.on_message_start(CAPTURED_MESSAGE_START)
-    stream.on_message_delta(CAPTURED_MESSAGE_DELTA)
-
-    priced = price_request(
-        usage=stream.usage,
-        iterations=stream.iterations,
-        model=stream.model,
-        provider_id=None,
-        at=JUL,
-        book=PriceBook([OPUS_5, SONNET_5]),
-        with_savings=False,
-    )
+    priced = price_captured_stream(with_savings=False)
 
     assert (priced.cost_usd, priced.price_ids, priced.cache_savings_usd) == (
         Decimal("0.08475"),
