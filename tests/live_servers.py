@@ -145,13 +145,27 @@ def gatehouse_server(django_db_setup, django_db_blocker) -> Iterator[LiveServer]
     stop_server(server)
 
 
-@pytest.fixture(scope="session")
-def granian_server(django_db_setup, django_db_blocker) -> Iterator[LiveServer]:
-    """Gatehouse under Granian, for what only Granian does (its own refusals)."""
+def _server_named(name: str, request, django_db_blocker) -> Iterator[LiveServer]:
+    """The session's server when it already runs under `name`, else one of its own."""
+    if default_server() == name:
+        yield request.getfixturevalue("gatehouse_server")
+        return
     with django_db_blocker.unblock():
-        server = start_gatehouse(server="granian")
+        server = start_gatehouse(server=name)
     yield server
     stop_server(server)
+
+
+@pytest.fixture(scope="session")
+def daphne_server(request, django_db_setup, django_db_blocker) -> Iterator[LiveServer]:
+    """Gatehouse under Daphne whatever GATEHOUSE_TEST_SERVER says: for what only Daphne does."""
+    yield from _server_named("daphne", request, django_db_blocker)
+
+
+@pytest.fixture(scope="session")
+def granian_server(request, django_db_setup, django_db_blocker) -> Iterator[LiveServer]:
+    """Gatehouse under Granian, for what only Granian does (its own refusals)."""
+    yield from _server_named("granian", request, django_db_blocker)
 
 
 @pytest.fixture(scope="session")
