@@ -49,9 +49,8 @@ LISTEN_BACKLOG = 1024
 OPEN_FILES_WANTED = 65536
 POLL_INTERVAL_S = 0.05
 SERVERS = ("daphne", "granian")
-# After the grace period: how long cut requests get to end, and connections to flush.
-CUT_TIMEOUT_S = 3.0
-FLUSH_TIMEOUT_S = 3.0
+# After the grace period and the cut: how long connections get to send what they hold.
+CLOSE_TIMEOUT_S = 3.0
 
 
 @implementer(IPushProducer)
@@ -123,11 +122,9 @@ class GatehouseServer(Server):
 
     async def _serve_or_refuse(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if self.is_draining and scope["type"] == "http":
-            from gateway.errors import new_request_id
-            from gateway.proxy.io import send_error
-            from gateway.proxy.lifecycle import shutdown_error
+            from gateway.proxy.lifecycle import refuse_while_shutting_down
 
-            await send_error(send, shutdown_error(), new_request_id())
+            await refuse_while_shutting_down(send)
             return
         await self.gatehouse_application(scope, receive, send)
 
@@ -161,8 +158,7 @@ class GatehouseServer(Server):
             self._stop_reactor()
 
     async def _drain_and_stop(self) -> None:
-        from gateway.proxy.lifecycle import in_flight
-        from gateway.recorder import recorder
+        from gateway.proxy.lifecycle import cut_the_rest, flush_request_log
 
         loop = asyncio.get_running_loop()
         try:
@@ -173,11 +169,9 @@ class GatehouseServer(Server):
                 remaining := deadline - loop.time()
             ) > 0:
                 await asyncio.wait(running, timeout=min(remaining, POLL_INTERVAL_S * 20))
-            cut = await in_flight.cut_all(timeout_s=CUT_TIMEOUT_S)
-            if cut:
-                logger.warning("Shutdown grace period over: ended %d requests in flight", cut)
-            await self._close_connections(timeout_s=FLUSH_TIMEOUT_S)
-            await loop.run_in_executor(None, recorder().flush_now)
+            await cut_the_rest()
+            await self._close_connections(timeout_s=CLOSE_TIMEOUT_S)
+            await flush_request_log()
         except Exception:
             logger.exception("Graceful shutdown failed; stopping anyway")
         finally:

@@ -36,9 +36,6 @@ from config.asgi import application as gatehouse_application  # noqa: E402
 
 logger = logging.getLogger("gateway.serve")
 
-# After the grace period: how long cut requests get to end (as under Daphne).
-CUT_TIMEOUT_S = 3.0
-FLUSH_TIMEOUT_S = 10.0
 # Requests one worker serves at once when the open-files limit is unlimited.
 MAX_CONCURRENT = 32768
 
@@ -55,11 +52,9 @@ class GranianLifespan:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
         elif self.is_draining and scope["type"] == "http":
-            from gateway.errors import new_request_id
-            from gateway.proxy.io import send_error
-            from gateway.proxy.lifecycle import shutdown_error
+            from gateway.proxy.lifecycle import refuse_while_shutting_down
 
-            await send_error(send, shutdown_error(), new_request_id())
+            await refuse_while_shutting_down(send)
         else:
             await self.application(scope, receive, send)
 
@@ -70,9 +65,11 @@ class GranianLifespan:
                 self._chain_signal_handlers(asyncio.get_running_loop())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                from gateway.proxy.lifecycle import flush_request_log
+
                 if self._drain is not None:
                     await asyncio.gather(self._drain, return_exceptions=True)
-                await self._flush_request_log()
+                await flush_request_log()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -104,23 +101,14 @@ class GranianLifespan:
 
     async def _end_stragglers(self, grace_s: float) -> None:
         """Wait for the proxy's requests in flight up to the grace period, then end the rest."""
-        from gateway.proxy.lifecycle import in_flight
+        from gateway.proxy.lifecycle import cut_the_rest, flush_request_log, in_flight
 
         try:
             await in_flight.wait_for_all(timeout_s=grace_s)
-            cut = await in_flight.cut_all(timeout_s=CUT_TIMEOUT_S)
-            if cut:
-                logger.warning("Shutdown grace period over: ended %d requests in flight", cut)
-            await self._flush_request_log()
+            await cut_the_rest()
+            await flush_request_log()
         except Exception:
             logger.exception("Graceful shutdown failed; stopping anyway")
-
-    @staticmethod
-    async def _flush_request_log() -> None:
-        from gateway.recorder import recorder
-
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, lambda: recorder().flush_now(timeout_s=FLUSH_TIMEOUT_S))
 
 
 application = GranianLifespan(gatehouse_application)
@@ -131,6 +119,8 @@ def run(*, host: str, port: int, workers: int, access_log: bool, backlog: int) -
     from django.conf import settings
     from granian.constants import Interfaces, Loops
     from granian.server import Server
+
+    from gateway.proxy.lifecycle import CUT_TIMEOUT_S, FLUSH_TIMEOUT_S
 
     grace_s = settings.GATEHOUSE["SHUTDOWN_GRACE_S"]
     # Granian serves at most `backpressure` requests at once per worker (by default its

@@ -13,7 +13,7 @@ import asyncio
 import logging
 from typing import Any
 
-from gateway.errors import GatewayError, error_event
+from gateway.errors import GatewayError, error_event, new_request_id
 from gateway.models import RequestOutcome
 from gateway.proxy.exchange import Exchange
 from gateway.proxy.io import Send, send_error
@@ -21,6 +21,10 @@ from gateway.proxy.io import Send, send_error
 logger = logging.getLogger(__name__)
 
 SHUTDOWN_MESSAGE = "Gateway is shutting down"
+# After the grace period: how long cut requests get to end.
+CUT_TIMEOUT_S = 3.0
+# How long the request log may take to reach the database (or the spool) at exit.
+FLUSH_TIMEOUT_S = 10.0
 
 
 def shutdown_error() -> GatewayError:
@@ -113,3 +117,23 @@ class InFlightRequests:
 
 
 in_flight = InFlightRequests()
+
+
+async def refuse_while_shutting_down(send: Send) -> None:
+    """A request arriving during the drain: 503 `overloaded_error`, `connection: close`."""
+    await send_error(send, shutdown_error(), new_request_id())
+
+
+async def cut_the_rest() -> None:
+    """After the grace period, under either server: end what is still in flight."""
+    cut = await in_flight.cut_all(timeout_s=CUT_TIMEOUT_S)
+    if cut:
+        logger.warning("Shutdown grace period over: ended %d requests in flight", cut)
+
+
+async def flush_request_log() -> None:
+    """Write the recorder's queue out (to the database, or the spool) before the process exits."""
+    from gateway.recorder import recorder
+
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, lambda: recorder().flush_now(timeout_s=FLUSH_TIMEOUT_S))
