@@ -56,6 +56,8 @@ def savings_from_cache(usage: Usage, price: PriceRow) -> Decimal:
 
     Negative when cache writes (1.25× or 2× input) outweighed the reads (0.1× input).
     """
+    if not (usage.cache_read_tokens or usage.cache_write_5m_tokens or usage.cache_write_1h_tokens):
+        return Decimal(0)  # nothing was cached: the two costs are the same
     uncached = Usage(
         input_tokens=usage.total_input_tokens,
         output_tokens=usage.output_tokens,
