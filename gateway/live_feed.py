@@ -100,9 +100,10 @@ def recent_entries(limit: int = 25) -> list[dict[str, Any]]:
     return feed_entries(logs[::-1])
 
 
-def publish_requests(logs: Sequence[RequestLog]) -> None:
-    """Send freshly written rows to every watcher. Called by the recorder's writer thread."""
-    if not logs:
+def publish_requests(rows: Sequence[dict[str, Any]]) -> None:
+    """Send freshly written rows (RequestLog field values) to every watcher. Called by the
+    recorder's writer thread; the rows become model instances only when someone can watch."""
+    if not rows:
         return
     try:
         layer = get_channel_layer()
@@ -115,13 +116,15 @@ def publish_requests(logs: Sequence[RequestLog]) -> None:
             logger.warning(
                 "Live feed: %d sends in flight, dropping %d requests",
                 MAX_SENDS_IN_FLIGHT,
-                len(logs),
+                len(rows),
             )
             return
         try:
             message = {
                 "type": MESSAGE_TYPE,
-                "requests": feed_entries(logs[-MAX_ENTRIES_PER_MESSAGE:]),
+                "requests": feed_entries(
+                    [RequestLog(**row) for row in rows[-MAX_ENTRIES_PER_MESSAGE:]]
+                ),
             }
             future = asyncio.run_coroutine_threadsafe(_bounded_group_send(layer, message), loop)
         except BaseException:
@@ -129,7 +132,7 @@ def publish_requests(logs: Sequence[RequestLog]) -> None:
             raise
         future.add_done_callback(_sent)
     except Exception:
-        logger.warning("Live feed: could not publish %d requests", len(logs), exc_info=True)
+        logger.warning("Live feed: could not publish %d requests", len(rows), exc_info=True)
 
 
 def publisher_loop() -> asyncio.AbstractEventLoop:

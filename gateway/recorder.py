@@ -43,6 +43,7 @@ from django.utils.dateparse import parse_datetime
 
 from gateway import body_log, live_feed
 from gateway.contracts import Usage
+from gateway.lean_insert import LeanInsert
 from gateway.models import RequestBody, RequestLog
 from gateway.pricing import PriceBook, price_request, quantize_cost
 from gateway.selectors import price_book_load
@@ -58,6 +59,8 @@ REPLAY_INTERVAL_S = 5.0  # how often the spool is looked at while the database i
 DATABASE_RETRY_S = 2.0  # how often the replayer tries the database while it is failing
 ORPHAN_AGE_S = 60.0  # a claimed or temporary spool file older than this lost its process
 REJECTED_DIR = "rejected"
+
+_request_log_insert = LeanInsert(RequestLog)
 
 
 def _row_to_json(row: dict[str, Any]) -> bytes:
@@ -294,7 +297,7 @@ class RequestRecorder:
         self.database_is_down = True
 
     def _write(self, rows: list[dict[str, Any]]) -> None:
-        objects = []
+        priced_rows = []
         bodies: list[RequestBody] = []
         key_last_used: dict[int, datetime] = {}
         for row in rows:
@@ -302,13 +305,13 @@ class RequestRecorder:
             body = row.pop("body", None)
             if body is not None:
                 bodies.append(body_log.request_body_row(row, body))
-            objects.append(RequestLog(**row))
+            priced_rows.append(row)
             key_id = row.get("virtual_key_id")
             if key_id and row.get("started_at"):
                 key_last_used[key_id] = max(
                     key_last_used.get(key_id, row["started_at"]), row["started_at"]
                 )
-        RequestLog.objects.bulk_create(objects, ignore_conflicts=True, batch_size=500)
+        _request_log_insert.insert(priced_rows)
         if bodies:
             RequestBody.objects.bulk_create(bodies, ignore_conflicts=True, batch_size=50)
         if key_last_used:
@@ -316,11 +319,11 @@ class RequestRecorder:
 
             for key_id, used_at in key_last_used.items():
                 VirtualKey.objects.filter(pk=key_id).update(last_used_at=used_at)
-        self.written += len(objects)
+        self.written += len(priced_rows)
         # Outside Django's request cycle nothing clears DEBUG's query log; without this the
         # writer thread grows by every INSERT it ever ran (make run uses DEBUG=1).
         reset_queries()
-        live_feed.publish_requests(objects)
+        live_feed.publish_requests(priced_rows)
 
     def _spool(self, rows: list[dict[str, Any]]) -> None:
         self.spool_dir.mkdir(parents=True, exist_ok=True)

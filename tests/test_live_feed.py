@@ -197,11 +197,11 @@ class StuckLayer(BaseChannelLayer):
 def test_a_stuck_channel_layer_never_holds_up_the_writer(db, alice, monkeypatch, caplog):
     monkeypatch.setattr(live_feed, "get_channel_layer", StuckLayer)
     monkeypatch.setattr(live_feed, "SEND_TIMEOUT_S", 0.2)
-    log = request_log(started_at=earlier_today(1), user=alice.user)
+    row = row_for(alice.user, "req_stuck")
 
     started = time.monotonic()
     with caplog.at_level(logging.WARNING, logger="gateway.live_feed"):
-        live_feed.publish_requests([log])
+        live_feed.publish_requests([row])
         elapsed = time.monotonic() - started
         deadline = time.monotonic() + 5
         while "group_send failed" not in caplog.text and time.monotonic() < deadline:
