@@ -66,6 +66,11 @@ class SSETap:
 
     def _on_event(self, raw: bytes) -> str | None:
         """Take in one event; the reason it is malformed, or None."""
+        if raw.startswith(b"event: "):
+            # What every provider sends: one `event:` line, then one `data:` line.
+            newline = raw.find(b"\n")
+            if raw.startswith(b"data: ", newline + 1) and raw.find(b"\n", newline + 1) < 0:
+                return self._on_fields(raw[7:newline].strip(), raw[newline + 7 :].lstrip())
         name = b""
         data = b""
         has_field = False
@@ -83,6 +88,10 @@ class SSETap:
                 data = data + b"\n" + line[5:].lstrip() if data else line[5:].lstrip()
         if not has_field:
             return None  # comments (or stray blank lines) only
+        return self._on_fields(name, data)
+
+    def _on_fields(self, name: bytes, data: bytes) -> str | None:
+        """Check one event's name and data, and read usage or an error from it."""
         self.events_seen += 1
         if data and not name:
             return "an event without a name"

@@ -36,6 +36,25 @@ def test_tap_reads_usage_and_stop_reason_whatever_the_chunk_boundaries():
         assert tap.at_event_boundary is True
 
 
+def test_events_in_any_field_layout_read_the_same_as_the_usual_two_lines():
+    """Providers write `event: name` then `data: json`; the spec also allows no space after
+    the colon, comments, an `id:`, and data split over several lines."""
+    other_layouts = (
+        STREAM.replace(b"event: ", b"event:").replace(b"data: ", b"data:"),
+        STREAM.replace(b"event: ", b": keep-alive\nid: 7\nevent: "),
+        STREAM.replace(b"data: {", b"data: {\ndata: "),
+    )
+    usual = SSETap()
+    usual.feed(STREAM)
+
+    for layout in other_layouts:
+        tap = SSETap()
+        assert tap.feed(layout) is None
+        assert tap.usage.usage == usual.usage.usage
+        assert tap.usage.stop_reason == usual.usage.stop_reason == "end_turn"
+        assert (tap.events_seen, tap.saw_message_stop) == (usual.events_seen, True) == (7, True)
+
+
 def test_tap_handles_crlf_framing():
     tap = SSETap()
     tap.feed(STREAM.replace(b"\n", b"\r\n"))
