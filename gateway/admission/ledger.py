@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -133,6 +134,9 @@ class _Counter:
     expires_at: datetime
     reserved: int = 0
     holds: dict[str, tuple[int, float]] = field(default_factory=dict)  # id → (units, lease end)
+    # No hold's lease ends before this: until then no request need look through `holds`,
+    # which has as many entries as requests in flight.
+    first_lease_end: float = math.inf
 
 
 @dataclass(frozen=True)
@@ -228,6 +232,7 @@ class LocalLedger:
         for claim, counter in zip(budgets, counters, strict=True):
             counter.reserved += claim.amount
             counter.holds[request_id] = (claim.amount, lease_end)
+            counter.first_lease_end = min(counter.first_lease_end, lease_end)
         if in_flight is not None:
             in_flight[request_id] = lease_end
             self._in_flight[rate.key_id] = in_flight
@@ -283,9 +288,14 @@ class LocalLedger:
 
     @staticmethod
     def _release_expired_holds(counter: _Counter, now: float) -> None:
+        if now < counter.first_lease_end:
+            return
         for request_id in [rid for rid, (_, until) in counter.holds.items() if until <= now]:
             held, _ = counter.holds.pop(request_id)
             counter.reserved -= held
+        counter.first_lease_end = min(
+            (until for _, until in counter.holds.values()), default=math.inf
+        )
 
     def _forget_past_periods(self) -> None:
         wall_now = datetime.now(UTC)

@@ -288,6 +288,29 @@ async def test_holds_of_a_process_that_died_expire_with_their_lease():
     assert ledger.read(scope) == CounterState(spent=0, reserved=TEN_CENTS)
 
 
+async def test_each_hold_expires_at_its_own_lease_end_whichever_was_settled_first():
+    clock = FakeClock()
+    ledger = LocalLedger(FakeRebuild(), clock=clock, lease_s=600)
+    scope = key_scope("1.00")
+    first = await reserve(ledger, "first", [scope], TEN_CENTS)
+    clock.now += 100
+    await reserve(ledger, "second", [scope], TEN_CENTS)
+    clock.now += 100
+    await reserve(ledger, "third", [scope], TEN_CENTS)
+    await ledger.settle(first, cost=0, tokens=0)
+
+    clock.now += 450  # past the first lease (settled anyway), before the second ends
+    held_before = ledger.read(scope)
+    clock.now += 100  # past the second lease
+    held_between = ledger.read(scope)
+    clock.now += 100  # past the third
+    held_after = ledger.read(scope)
+
+    assert held_before == CounterState(spent=0, reserved=2 * TEN_CENTS)
+    assert held_between == CounterState(spent=0, reserved=TEN_CENTS)
+    assert held_after == CounterState(spent=0, reserved=0)
+
+
 async def test_redis_holds_of_a_process_that_died_expire_with_their_lease(redis_prefix):
     ledger = RedisLedger(REDIS_URL, prefix=redis_prefix, rebuild=FakeRebuild(), lease_s=0.2)
     scope = key_scope("0.10")
