@@ -6,11 +6,11 @@ import asyncio
 import hashlib
 import logging
 import time
+from datetime import UTC, datetime
 from functools import partial
 
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.utils import timezone
 
 from accounts.contracts import KeyContext
 from accounts.selectors import virtual_key_resolve
@@ -78,10 +78,7 @@ class KeyCache:
             context = await self._refreshed(digest, secret, entry)
         if context is None:
             raise GatewayError("authentication_error", "Invalid API key.")
-        wall_now = timezone.now()
-        if (context.expires_at is not None and context.expires_at <= wall_now) or (
-            context.secret_valid_until is not None and context.secret_valid_until <= wall_now
-        ):
+        if _has_ended(context):
             raise GatewayError("authentication_error", "This key has expired.")
         return context
 
@@ -132,3 +129,14 @@ class KeyCache:
 
 def _cannot_verify() -> GatewayError:
     return GatewayError("api_error", "The gateway cannot verify this key right now; please retry.")
+
+
+def _has_ended(context: KeyContext) -> bool:
+    """Whether the key or the secret it was given by has expired; the clock is read only for
+    keys that can expire (timezone.now() reads the settings on every call)."""
+    if context.expires_at is None and context.secret_valid_until is None:
+        return False
+    wall_now = datetime.now(UTC)
+    return (context.expires_at is not None and context.expires_at <= wall_now) or (
+        context.secret_valid_until is not None and context.secret_valid_until <= wall_now
+    )

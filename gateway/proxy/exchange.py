@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Any
-
-from django.utils import timezone
 
 from accounts.contracts import KeyContext
 from gateway.body_log import BodyCapture
@@ -36,7 +35,7 @@ class Exchange:
         client = scope.get("client")
         self.row: dict[str, Any] = {
             "request_id": new_request_id(),
-            "started_at": timezone.now(),
+            "started_at": datetime.now(UTC),  # timezone.now() reads settings each call
             "endpoint": endpoint[:100],
             "method": scope.get("method", "")[:8],
             "client_ip": client[0] if client else None,
@@ -65,7 +64,7 @@ class Exchange:
 
     def finish(self) -> dict[str, Any]:
         row = self.row
-        row["finished_at"] = timezone.now()
+        row["finished_at"] = datetime.now(UTC)
         row["latency_ms"] = int((time.perf_counter() - self.started) * 1000)
         if self.body is not None:
             row["body"] = self.body
