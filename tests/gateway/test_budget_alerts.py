@@ -8,8 +8,12 @@ Redis one too when REDIS_URL is set; counters are rebuilt from the test database
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
+import socket
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,13 +22,22 @@ from decimal import Decimal
 import pytest
 import redis
 from asgiref.sync import sync_to_async
+from django.core.cache import cache
 from django.db import connections
 
 from accounts.contracts import KeyContext
 from accounts.models import CostCenter, VirtualKey
 from accounts.selectors import virtual_key_resolve
-from gateway.admission.alerts import BudgetAlerts
-from gateway.admission.budgets import COST_CENTER, KEY, MONTH, USER, BudgetStatus, period_of
+from gateway.admission.alerts import BudgetAlerts, alert_marker, send_budget_alert
+from gateway.admission.budgets import (
+    COST_CENTER,
+    KEY,
+    MONTH,
+    USER,
+    BudgetStatus,
+    budget_scopes,
+    period_of,
+)
 from gateway.admission.gate import Admission, AdmissionControl
 from gateway.admission.ledger import LocalLedger, spend_from_database
 from gateway.admission.redis_ledger import RedisLedger
@@ -242,3 +255,46 @@ def test_budget_status_without_a_counter_reads_the_recorded_spend_of_the_period(
         period_end=period_of(MONTH, now).end,
     )
     assert (user.limit, user.spent, user.remaining) == (None, Decimal("0.75"), None)
+
+
+@pytest.fixture
+def silent_smtp_server() -> Iterator[int]:
+    """A port on 127.0.0.1 that accepts connections and never says a word."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                accepted.append(listener.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield listener.getsockname()[1]
+    listener.close()
+    for connection in accepted:
+        connection.close()
+
+
+def test_an_smtp_server_that_never_answers_costs_one_alert_the_timeout_and_no_more(
+    alice, alerts, settings, silent_smtp_server, caplog
+):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST = "127.0.0.1"
+    settings.EMAIL_PORT = silent_smtp_server
+    settings.EMAIL_TIMEOUT = 0.5
+    key = key_with_budget(alice, "1.00")
+    scope = next(s for s in budget_scopes(key, datetime.now(UTC)) if s.scope_type == KEY)
+
+    started = time.monotonic()
+    sent = send_budget_alert(scope=scope, percent=80, spent=scope.limit_units, prefix=alerts.prefix)
+    elapsed = time.monotonic() - started
+
+    assert sent is False
+    assert 0.5 <= elapsed < 5
+    assert "Budget alert for Monthly budget of key 'alice laptop' could not be sent" in caplog.text
+    # the marker was given back: the next crossing may try again
+    assert cache.add(alert_marker(alerts.prefix, scope, 80), 1) is True
+
+
+def test_email_has_a_timeout_by_default(settings):
+    assert settings.EMAIL_TIMEOUT == 10.0
