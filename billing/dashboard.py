@@ -28,9 +28,10 @@ from django.utils import timezone
 from accounts.models import CostCenter, User, VirtualKey
 from billing.models import Invoice, RollupWatermark, UsageRollup
 from billing.periods import day_bounds, month_start, next_month, previous_month
-from billing.selectors import ROLLUP_WATERMARK, billed_model, exact_sum, from_units
+from billing.selectors import ROLLUP_WATERMARK, billed_model
 from gateway import dashboard as traffic
 from gateway.models import Provider, RequestLog, RequestOutcome
+from gateway.selectors import exact_cost_sum, from_cost_units
 
 ENTITY_DIMENSIONS = ("cost_center_id", "user_id", "virtual_key_id", "provider_id", "model")
 TOKEN_FIELDS = (
@@ -93,8 +94,8 @@ def total(usages: Iterable[UsageTotals]) -> UsageTotals:
 def _usage_from(row: Mapping[str, Any]) -> UsageTotals:
     return UsageTotals(
         **{name: int(row[name] or 0) for name in (*COUNT_FIELDS, *TOKEN_FIELDS)},
-        cost_usd=from_units(row["cost_units"]),
-        cache_savings_usd=from_units(row["savings_units"]),
+        cost_usd=from_cost_units(row["cost_units"]),
+        cache_savings_usd=from_cost_units(row["savings_units"]),
     )
 
 
@@ -132,8 +133,8 @@ class UsageReader:
             .values(*dimensions)
             .annotate(
                 **{name: Sum(name) for name in (*COUNT_FIELDS, *TOKEN_FIELDS)},
-                cost_units=exact_sum("cost_usd"),
-                savings_units=exact_sum("cache_savings_usd"),
+                cost_units=exact_cost_sum("cost_usd"),
+                savings_units=exact_cost_sum("cache_savings_usd"),
             )
         )
 
@@ -151,8 +152,8 @@ class UsageReader:
                     error_requests=Count("pk", filter=~Q(outcome=RequestOutcome.OK)),
                     unpriced_requests=Count("pk", filter=~priced),
                     **{name: Sum(name) for name in TOKEN_FIELDS},
-                    cost_units=exact_sum("cost_usd", filter=priced),
-                    savings_units=exact_sum("cache_savings_usd", filter=priced),
+                    cost_units=exact_cost_sum("cost_usd", filter=priced),
+                    savings_units=exact_cost_sum("cache_savings_usd", filter=priced),
                 )
             )
             self._today_rows = [

@@ -26,12 +26,12 @@ from billing.selectors import (
     ROLLUP_WATERMARK,
     daily_usage,
     days_with_requests,
-    from_units,
     is_period_closed,
     open_period,
     request_log_watermark,
     rollup_watermark,
 )
+from gateway.selectors import from_cost_units
 
 
 @dataclass(frozen=True)
@@ -68,8 +68,8 @@ def _rollup_day(day: date) -> int:
             cache_write_5m_tokens=row["cache_write_5m_tokens_sum"] or 0,
             cache_write_1h_tokens=row["cache_write_1h_tokens_sum"] or 0,
             cache_read_tokens=row["cache_read_tokens_sum"] or 0,
-            cost_usd=from_units(row["cost_units"]),
-            cache_savings_usd=from_units(row["savings_units"]),
+            cost_usd=from_cost_units(row["cost_units"]),
+            cache_savings_usd=from_cost_units(row["savings_units"]),
             computed_at=now,
         )
         for row in daily_usage(start=start, end=end)

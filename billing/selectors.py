@@ -16,7 +16,6 @@ from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import (
-    BigIntegerField,
     BooleanField,
     Case,
     Count,
@@ -30,7 +29,7 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.functions import Cast, Coalesce, NullIf, Round, TruncDate
+from django.db.models.functions import Coalesce, NullIf, TruncDate
 
 from billing.lines import TokenCounts, UsageGroup
 from billing.models import ClosedPeriod, RollupWatermark
@@ -38,8 +37,8 @@ from billing.periods import month_bounds, month_start, next_month
 from gateway.contracts import PriceRow
 from gateway.models import ModelPrice, Provider, RequestLog, RequestOutcome
 from gateway.pricing import PriceBook
+from gateway.selectors import exact_cost_sum, from_cost_units
 
-COST_UNITS_PER_USD = 10**10  # RequestLog.cost_usd keeps 10 decimal places
 ROLLUP_WATERMARK = "usage_rollup"
 
 _TOKEN_COLUMNS = {
@@ -60,16 +59,6 @@ def billed_model() -> Coalesce:
 def is_priced() -> ExpressionWrapper:
     """Priced: the recorder found a price and recorded a cost (never a silent 0)."""
     return ExpressionWrapper(Q(is_priced=True, cost_usd__isnull=False), output_field=BooleanField())
-
-
-def exact_sum(column: str, **options: Any) -> Sum:
-    """SUM of a 10-place money column as an integer number of 1E-10 dollars."""
-    units = Round(F(column) * Value(COST_UNITS_PER_USD))
-    return Sum(Cast(units, output_field=BigIntegerField()), **options)
-
-
-def from_units(units: int | Decimal | None) -> Decimal:
-    return Decimal(int(units or 0)).scaleb(-10)
 
 
 # -- watermarks and billing state ----------------------------------------------------------
@@ -164,8 +153,8 @@ def daily_usage(*, start: datetime, end: datetime) -> list[dict[str, Any]]:
             cache_write_5m_tokens_sum=Sum("cache_write_5m_tokens"),
             cache_write_1h_tokens_sum=Sum("cache_write_1h_tokens"),
             cache_read_tokens_sum=Sum("cache_read_tokens"),
-            cost_units=exact_sum("cost_usd", filter=priced),
-            savings_units=exact_sum("cache_savings_usd", filter=priced),
+            cost_units=exact_cost_sum("cost_usd", filter=priced),
+            savings_units=exact_cost_sum("cache_savings_usd", filter=priced),
         )
         .order_by()
     )
@@ -308,7 +297,7 @@ def _group_aggregates() -> dict[str, Any]:
         f"{token_class}_sum": Sum(column) for token_class, column in _TOKEN_COLUMNS.items()
     }
     aggregates["requests"] = Count("pk")
-    aggregates["cost_units"] = exact_sum("cost_usd")
+    aggregates["cost_units"] = exact_cost_sum("cost_usd")
     return aggregates
 
 
@@ -324,5 +313,5 @@ def _usage_group(row: dict[str, Any], price: PriceRow | None) -> UsageGroup:
         tokens=TokenCounts(
             **{token_class: int(row[f"{token_class}_sum"] or 0) for token_class in _TOKEN_COLUMNS}
         ),
-        cost=from_units(row["cost_units"]) if row["priced"] else Decimal(0),
+        cost=from_cost_units(row["cost_units"]) if row["priced"] else Decimal(0),
     )

@@ -16,7 +16,6 @@ from decimal import Decimal
 from typing import Any
 
 from django.db.models import (
-    BigIntegerField,
     Count,
     F,
     Max,
@@ -27,12 +26,12 @@ from django.db.models import (
     Value,
     Window,
 )
-from django.db.models.functions import Cast, Coalesce, NullIf, Round, RowNumber
+from django.db.models.functions import Coalesce, NullIf, RowNumber
 
 from accounts.models import User
 from gateway.models import RequestLog, RequestOutcome, UpstreamKey
+from gateway.selectors import exact_cost_sum, from_cost_units
 
-COST_UNITS_PER_USD = 10**10  # RequestLog.cost_usd keeps 10 decimal places
 SESSION_REQUEST_LIMIT = 500
 TOKEN_CLASSES = (
     ("input_tokens", "Input"),
@@ -59,15 +58,6 @@ def can_view_traffic(user: Any) -> bool:
         and user.is_staff
         and user.has_perm("gateway.view_requestlog")
     )
-
-
-def exact_cost_sum(column: str = "cost_usd", **options: Any) -> Sum:
-    units = Round(F(column) * Value(COST_UNITS_PER_USD))
-    return Sum(Cast(units, output_field=BigIntegerField()), **options)
-
-
-def from_cost_units(units: int | Decimal | None) -> Decimal:
-    return Decimal(int(units or 0)).scaleb(-10)
 
 
 def served_model() -> Coalesce:

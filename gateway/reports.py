@@ -15,7 +15,6 @@ from decimal import Decimal
 from typing import Any
 
 from django.db.models import (
-    BigIntegerField,
     CharField,
     Count,
     F,
@@ -24,16 +23,15 @@ from django.db.models import (
     Sum,
     Value,
 )
-from django.db.models.functions import Cast, Coalesce, NullIf, Round, TruncDate
+from django.db.models.functions import Coalesce, NullIf, TruncDate
 from django.utils import timezone
 
 from accounts.models import CostCenter, User, VirtualKey
 from gateway.admission.budgets import DAY, MONTH, period_of
 from gateway.models import RequestLog, RequestOutcome
 from gateway.pricing import quantize_cost
-from gateway.selectors import budget_status
+from gateway.selectors import budget_status, exact_cost_sum, from_cost_units
 
-COST_UNITS_PER_USD = 10**10
 TOKEN_COLUMNS = (
     "input_tokens",
     "output_tokens",
@@ -44,23 +42,14 @@ TOKEN_COLUMNS = (
 GROUPINGS = ("day", "user", "key", "cost_center", "model", "provider")
 
 
-def _exact_sum(column: str) -> Sum:
-    units = Round(F(column) * Value(COST_UNITS_PER_USD))
-    return Sum(Cast(units, output_field=BigIntegerField()))
-
-
-def _from_units(units: int | Decimal | None) -> Decimal:
-    return Decimal(int(units or 0)).scaleb(-10)
-
-
 def _aggregates() -> dict[str, Any]:
     return {
         "requests": Count("pk"),
         "error_requests": Count("pk", filter=~Q(outcome=RequestOutcome.OK)),
         "unpriced_requests": Count("pk", filter=Q(is_priced=False) | Q(cost_usd__isnull=True)),
         **{column: Sum(column) for column in TOKEN_COLUMNS},
-        "cost_units": _exact_sum("cost_usd"),
-        "savings_units": _exact_sum("cache_savings_usd"),
+        "cost_units": exact_cost_sum("cost_usd"),
+        "savings_units": exact_cost_sum("cache_savings_usd"),
     }
 
 
@@ -70,8 +59,8 @@ def _totals(row: dict[str, Any]) -> dict[str, Any]:
         "error_requests": row["error_requests"] or 0,
         "unpriced_requests": row["unpriced_requests"] or 0,
         **{column: int(row[column] or 0) for column in TOKEN_COLUMNS},
-        "cost_usd": _from_units(row["cost_units"]),
-        "cache_savings_usd": _from_units(row["savings_units"]),
+        "cost_usd": from_cost_units(row["cost_units"]),
+        "cache_savings_usd": from_cost_units(row["savings_units"]),
     }
 
 

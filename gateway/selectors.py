@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from django.db.models import Q, QuerySet, Sum
+from django.db.models import BigIntegerField, F, Q, QuerySet, Sum, Value
+from django.db.models.functions import Cast, Round
 from django.utils import timezone
 
 from gateway.admission.budgets import (
@@ -22,7 +23,7 @@ from gateway.admission.budgets import (
 )
 from gateway.contracts import PriceRow
 from gateway.models import ModelPrice, RequestLog, UpstreamKey
-from gateway.pricing import PriceBook, model_id_candidates, quantize_cost
+from gateway.pricing import PriceBook, model_id_candidates
 
 if TYPE_CHECKING:
     from gateway.admission.ledger import Ledger
@@ -65,16 +66,31 @@ def _price_rows(queryset: QuerySet[ModelPrice]) -> list[PriceRow]:
     ]
 
 
+# -- exact sums of money (budgets, dashboard, reports, billing) ------------------------------
+COST_UNITS_PER_USD = 10**10  # RequestLog.cost_usd keeps 10 decimal places
+
+
+def exact_cost_sum(column: str = "cost_usd", **options: Any) -> Sum:
+    """SUM of a 10-place money column as an integer number of 1E-10 dollars: exact on
+    PostgreSQL and on SQLite, whose own SUM of decimals is floating point."""
+    units = Round(F(column) * Value(COST_UNITS_PER_USD))
+    return Sum(Cast(units, output_field=BigIntegerField()), **options)
+
+
+def from_cost_units(units: int | Decimal | None) -> Decimal:
+    return Decimal(int(units or 0)).scaleb(-10)
+
+
 # -- budgets (gateway.admission) -------------------------------------------------------------
 def request_spend_in_period(
     *, scope_type: str, scope_id: int, start: datetime, end: datetime
 ) -> Decimal:
     """Recorded spend of a key, user or cost center for requests started in [start, end)."""
     field = {KEY: "virtual_key_id", USER: "user_id", COST_CENTER: "cost_center_id"}[scope_type]
-    total = RequestLog.objects.filter(
+    units = RequestLog.objects.filter(
         **{field: scope_id}, started_at__gte=start, started_at__lt=end
-    ).aggregate(total=Sum("cost_usd"))["total"]
-    return quantize_cost(Decimal(total)) if total is not None else Decimal(0)
+    ).aggregate(units=exact_cost_sum())["units"]
+    return from_cost_units(units)
 
 
 def budget_limit(*, scope_type: str, scope_id: int, period: str) -> Decimal | None:

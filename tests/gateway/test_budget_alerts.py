@@ -46,7 +46,7 @@ from gateway.errors import GatewayError
 from gateway.models import RequestLog
 from gateway.pricing import PriceBook
 from gateway.routing import RouteSpec, TargetSpec
-from gateway.selectors import budget_status
+from gateway.selectors import budget_status, request_spend_in_period
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -298,3 +298,28 @@ def test_an_smtp_server_that_never_answers_costs_one_alert_the_timeout_and_no_mo
 
 def test_email_has_a_timeout_by_default(settings):
     assert settings.EMAIL_TIMEOUT == 10.0
+
+
+def test_recorded_spend_is_summed_exactly_to_the_last_of_ten_places(alice):
+    """SQLite sums decimals in floating point: 10,000 × $1,234.5678901234 came back with the
+    tenth place wrong. The sum runs over integers of 1E-10 dollars instead."""
+    key = alice.user.virtual_keys.get()
+    now = datetime.now(UTC)
+    RequestLog.objects.bulk_create(
+        RequestLog(
+            request_id=f"req-{n}",
+            started_at=now,
+            endpoint="/v1/messages",
+            virtual_key=key,
+            cost_usd=Decimal("1234.5678901234"),
+            is_priced=True,
+        )
+        for n in range(10_000)
+    )
+    month = period_of(MONTH, now)
+
+    spent = request_spend_in_period(
+        scope_type=KEY, scope_id=key.pk, start=month.start, end=month.end
+    )
+
+    assert spent == Decimal("12345678.9012340000")
