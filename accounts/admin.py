@@ -95,6 +95,9 @@ class ShownOnce:
 
 # Hands a fresh secret from `save_model` to `response_add` of the same request. Weak keys: an
 # entry never outlives its request, even when the view fails in between.
+# Add-form tokens this session has issued a credential from (accounts.forms.IssueOnce).
+ISSUED_SUBMISSIONS_SESSION_KEY = "gatehouse_issued_submissions"
+MAX_ISSUED_SUBMISSIONS = 50
 _shown_once_by_request: WeakKeyDictionary[HttpRequest, list[ShownOnce]] = WeakKeyDictionary()
 
 
@@ -123,7 +126,18 @@ class CredentialAdmin(AuditedModelAdmin):
         raise NotImplementedError
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Fieldsets:
-        return self.add_fieldsets if obj is None else self.change_fieldsets
+        if obj is not None:
+            return self.change_fieldsets
+        return [*self.add_fieldsets, (None, {"fields": ("submission",), "classes": ("hidden",)})]
+
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        if obj is not None:
+            return form
+        issued = frozenset(request.session.get(ISSUED_SUBMISSIONS_SESSION_KEY, ()))
+        return type(form.__name__, (form,), {"issued_submissions": issued})
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
         return () if obj is None else self.change_readonly_fields
@@ -154,6 +168,10 @@ class CredentialAdmin(AuditedModelAdmin):
         shown = self.issue(obj)
         adopt_saved(obj, shown.credential)
         _shown_once_by_request[request] = [ShownOnce(obj, shown.secret)]
+        if form.cleaned_data.get("submission"):
+            issued = request.session.get(ISSUED_SUBMISSIONS_SESSION_KEY, [])
+            issued = [*issued, form.cleaned_data["submission"]][-MAX_ISSUED_SUBMISSIONS:]
+            request.session[ISSUED_SUBMISSIONS_SESSION_KEY] = issued
 
     def response_add(
         self, request: HttpRequest, obj: Any, post_url_continue: str | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 from typing import Any
 
@@ -49,7 +50,32 @@ class UserChangeForm(auth_forms.UserChangeForm):
         field_classes = {"username": auth_forms.UsernameField}
 
 
-class VirtualKeyForm(forms.ModelForm):
+class IssueOnce(forms.ModelForm):
+    """A credential's add form carries a token of its own; once a credential was issued from
+    it, submitting it again (Back, then Save; or a reload of the result) issues nothing.
+
+    The admin sets `issued_submissions` to the tokens this session has already used."""
+
+    submission = forms.CharField(widget=forms.HiddenInput, required=False)
+    issued_submissions: frozenset[str] = frozenset()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.is_bound and self.instance._state.adding:
+            self.initial["submission"] = secrets.token_urlsafe(16)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if cleaned.get("submission") and cleaned["submission"] in self.issued_submissions:
+            raise forms.ValidationError(
+                "This form was already saved, and what it issued is in the list. "
+                "Open a new form to issue another.",
+                code="already_issued",
+            )
+        return cleaned
+
+
+class VirtualKeyForm(IssueOnce):
     """Adding creates the key through `virtual_key_issue`; the secret is generated, never typed."""
 
     name = forms.CharField(max_length=200, required=False)
@@ -92,7 +118,7 @@ class VirtualKeyForm(forms.ModelForm):
         return _not_in_the_past(self.cleaned_data["expires_at"], adding=self.instance._state.adding)
 
 
-class ManagementTokenForm(forms.ModelForm):
+class ManagementTokenForm(IssueOnce):
     """Adding creates the token through `management_token_issue`; nobody types a secret."""
 
     class Meta:

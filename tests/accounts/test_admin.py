@@ -15,6 +15,7 @@ from accounts.models import ManagementToken, TokenScope, User, VirtualKey
 from accounts.selectors import management_token_resolve, virtual_key_resolve
 from accounts.services import virtual_key_issue, virtual_key_revoke
 
+SUBMISSION = re.compile(r'<input type="hidden" name="submission" value="([A-Za-z0-9_-]+)"')
 SHOWN_SECRET = re.compile(r'<code class="secret">(gh_(?:live|mgmt)_[A-Za-z0-9_-]+)</code>')
 VIRTUAL_KEYS = reverse("admin:accounts_virtualkey_changelist")
 ADD_VIRTUAL_KEY = reverse("admin:accounts_virtualkey_add")
@@ -148,7 +149,9 @@ def test_add_page_never_asks_for_a_secret(staff_client):
         "max_concurrent",
         "monthly_budget_usd",
         "daily_budget_usd",
+        "submission",
     ]
+    assert form.fields["submission"].widget.is_hidden
     assert 'type="password"' not in response.text
 
 
@@ -403,3 +406,56 @@ def test_cost_center_list_shows_the_budget_in_dollars(staff_client, research):
     response = staff_client.get(reverse("admin:accounts_costcenter_changelist"))
 
     assert '<td class="field-budget">$500.00</td>' in response.text
+
+
+def submission_token(add_page) -> str:
+    [token] = SUBMISSION.findall(add_page.text)
+    return token
+
+
+def test_saving_the_same_add_form_again_issues_no_second_key(staff_client, alice):
+    form = virtual_key_form(alice.user, name="laptop")
+    form["submission"] = submission_token(staff_client.get(ADD_VIRTUAL_KEY))
+    first = staff_client.post(ADD_VIRTUAL_KEY, form)
+
+    again = staff_client.post(ADD_VIRTUAL_KEY, form)  # Back, then Save (or a reload)
+
+    assert len(shown_secrets(first)) == 1
+    assert shown_secrets(again) == []
+    assertContains(again, "This form was already saved, and what it issued is in the list.")
+    assert VirtualKey.objects.filter(owner=alice.user, name="laptop").count() == 1
+
+
+def test_each_fresh_add_form_issues_its_own_key(staff_client, alice):
+    for name in ("first", "second"):
+        form = virtual_key_form(alice.user, name=name)
+        form["submission"] = submission_token(staff_client.get(ADD_VIRTUAL_KEY))
+        assert len(shown_secrets(staff_client.post(ADD_VIRTUAL_KEY, form))) == 1
+
+    assert set(VirtualKey.objects.filter(owner=alice.user).values_list("name", flat=True)) >= {
+        "first",
+        "second",
+    }
+
+
+def test_a_form_that_failed_validation_can_be_corrected_and_saved(staff_client, alice):
+    form = virtual_key_form(alice.user, name="retry", rpm_limit="not a number")
+    form["submission"] = submission_token(staff_client.get(ADD_VIRTUAL_KEY))
+    refused = staff_client.post(ADD_VIRTUAL_KEY, form)
+
+    saved = staff_client.post(ADD_VIRTUAL_KEY, {**form, "rpm_limit": "60"})
+
+    assert shown_secrets(refused) == []
+    assert len(shown_secrets(saved)) == 1
+
+
+def test_saving_the_same_token_form_again_issues_no_second_token(staff_client, alice):
+    form = {"owner": alice.user.pk, "name": "terraform", "scope": "read", "_save": "Save"}
+    form["submission"] = submission_token(staff_client.get(ADD_TOKEN))
+    first = staff_client.post(ADD_TOKEN, form)
+
+    again = staff_client.post(ADD_TOKEN, form)
+
+    assert len(shown_secrets(first)) == 1
+    assertContains(again, "This form was already saved")
+    assert ManagementToken.objects.filter(owner=alice.user, name="terraform").count() == 1
