@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
+import regex
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.core.exceptions import ValidationError
@@ -45,8 +45,8 @@ def validate_redact_patterns(text: str) -> None:
         if not pattern:
             continue
         try:
-            compiled = re.compile(pattern)
-        except re.error as error:
+            compiled = regex.compile(pattern)  # the engine gateway.body_log redacts with
+        except regex.error as error:
             raise ValidationError(
                 f"Line {number} is not a valid regular expression: {error}.", code="invalid"
             ) from None

@@ -8,12 +8,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import dj_database_url
+import regex
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -302,8 +302,8 @@ def _redact_patterns(value: str) -> tuple[str, ...]:
     patterns = tuple(line.strip() for line in value.splitlines() if line.strip())
     for pattern in patterns:
         try:
-            re.compile(pattern)
-        except re.error as error:
+            regex.compile(pattern)  # the engine gateway.body_log redacts with
+        except regex.error as error:
             raise ImproperlyConfigured(
                 f"GATEHOUSE_BODY_REDACT_PATTERNS: {pattern!r} is not a regular expression ({error})."
             ) from None

@@ -13,6 +13,11 @@ GATEHOUSE_BODY_REDACT_PATTERNS and the cost center's own patterns. A stream is k
 SSE bytes relayed, but its deltas are also read joined, so a secret the model wrote in pieces
 is found and each piece redacted. A body cut at the size limit loses its last token too, so a
 secret cut in half cannot leave its first half behind.
+
+The patterns run on the `regex` engine with a time limit (REDACTION_TIMEOUT_S a pattern,
+matching with the GIL released): a staff-written pattern that backtracks without end, such as
+`(a|aa)+c`, costs that body — it is not kept, and the log says so — instead of stalling the
+writer thread and with it every request's log row.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from functools import lru_cache
 from typing import Any
 
 import orjson
+import regex
 from django.conf import settings
 from django.db import Error as DatabaseFailure
 
@@ -35,6 +41,7 @@ from gateway.models import RequestBody
 logger = logging.getLogger(__name__)
 
 REDACTED = "[REDACTED]"
+REDACTION_TIMEOUT_S = 1.0
 _B64 = "A-Za-z0-9/+"
 CREDENTIAL_PATTERNS: tuple[str, ...] = (
     # Anthropic API, admin and OAuth keys (sk-ant-api03-…, sk-ant-admin01-…, sk-ant-oat01-…).
@@ -95,14 +102,14 @@ class BodyCapture:
 
 @dataclass(frozen=True)
 class Redactor:
-    patterns: tuple[re.Pattern[str], ...]
-    literals: re.Pattern[str] | None = None
+    patterns: tuple[regex.Pattern[str], ...]
+    literals: regex.Pattern[str] | None = None
 
     def redact(self, text: str, *, truncated: bool = False) -> str:
         if self.literals is not None:
-            text = self.literals.sub(REDACTED, text)
+            text = self.literals.sub(REDACTED, text, concurrent=True, timeout=REDACTION_TIMEOUT_S)
         for pattern in self.patterns:
-            text = pattern.sub(_replacement, text)
+            text = pattern.sub(_replacement, text, concurrent=True, timeout=REDACTION_TIMEOUT_S)
         if truncated:
             text = _TRAILING_TOKEN.sub("", text)
         return text
@@ -113,7 +120,7 @@ class Redactor:
             match.span()
             for pattern in (self.literals, *self.patterns)
             if pattern is not None
-            for match in pattern.finditer(text)
+            for match in pattern.finditer(text, concurrent=True, timeout=REDACTION_TIMEOUT_S)
             if match.end() > match.start()
         ]
         merged: list[tuple[int, int]] = []
@@ -125,7 +132,7 @@ class Redactor:
         return merged
 
 
-def _replacement(match: re.Match[str]) -> str:
+def _replacement(match: regex.Match[str]) -> str:
     """A pattern that matched nothing (a lookahead, `x*`) must not sprinkle markers."""
     return REDACTED if match.group() else ""
 
@@ -150,8 +157,8 @@ def secret_fragments(secret: str) -> set[str]:
 
 
 @lru_cache(maxsize=256)
-def _compiled(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
+def _compiled(pattern: str) -> regex.Pattern[str]:
+    return regex.compile(pattern)
 
 
 @lru_cache(maxsize=64)
@@ -161,7 +168,7 @@ def build_redactor(patterns: tuple[str, ...], secrets: tuple[str, ...] = ()) -> 
         {fragment for secret in secrets for fragment in secret_fragments(secret)},
         key=lambda fragment: (-len(fragment), fragment),
     )
-    literals = re.compile("|".join(map(re.escape, fragments))) if fragments else None
+    literals = regex.compile("|".join(map(regex.escape, fragments))) if fragments else None
     return Redactor(
         patterns=tuple(_compiled(pattern) for pattern in (*CREDENTIAL_PATTERNS, *patterns)),
         literals=literals,

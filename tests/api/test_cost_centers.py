@@ -195,8 +195,7 @@ def test_body_logging_is_off_by_default_and_a_patch_turns_it_on_with_patterns(ad
     [
         (
             "ACME-(\\d+",
-            "Line 1 is not a valid regular expression: "
-            "missing ), unterminated subpattern at position 5.",
+            "Line 1 is not a valid regular expression: missing ) at position 9.",
         ),
         (
             "ok\n\nx*",

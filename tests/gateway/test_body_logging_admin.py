@@ -57,7 +57,7 @@ def test_the_admin_refuses_a_pattern_that_does_not_compile_and_says_which_line(
     assert response.status_code == 200
     assert response.context["adminform"].form.errors == {
         "body_redact_patterns": [
-            "Line 2 is not a valid regular expression: unterminated character set at position 0."
+            "Line 2 is not a valid regular expression: unterminated character set at position 9."
         ]
     }
     assert CostCenter.objects.get(pk=research.pk).log_bodies is False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -118,6 +119,32 @@ def test_a_body_that_cannot_be_redacted_is_dropped_and_its_request_still_counts(
 
     assert RequestLog.objects.filter(request_id="req_bad_pattern").exists()
     assert not RequestBody.objects.exists()
+
+
+@WRITER_CLOSES_ITS_CONNECTION
+def test_a_pattern_that_backtracks_without_end_costs_its_body_not_the_writer(
+    research, monkeypatch, caplog
+):
+    """`(a|aa)+c` on forty a's would take the writer thread years on Python's own engine."""
+    monkeypatch.setattr(body_log, "REDACTION_TIMEOUT_S", 0.2)
+    rows = [
+        row("req_runaway", body=capture("a" * 40, "done", patterns=("(a|aa)+c",))),
+        row("req_fine", body=capture("hello", "world")),
+    ]
+
+    started = time.monotonic()
+    body_log.seal_rows(rows)
+    RequestRecorder()._write(rows)
+    elapsed = time.monotonic() - started
+
+    assert elapsed < 5
+    assert set(RequestLog.objects.values_list("request_id", flat=True)) == {
+        "req_runaway",
+        "req_fine",
+    }
+    assert list(RequestBody.objects.values_list("request_id", flat=True)) == ["req_fine"]
+    assert "Body of req_runaway could not be redacted; not kept" in caplog.text
+    assert "TimeoutError" in caplog.text
 
 
 def body_created(request_id: str, age: timedelta) -> RequestBody:
