@@ -93,11 +93,11 @@ class ShownOnce:
         return f"ShownOnce({self.credential.public_id})"
 
 
-# Hands a fresh secret from `save_model` to `response_add` of the same request. Weak keys: an
-# entry never outlives its request, even when the view fails in between.
 # Add-form tokens this session has issued a credential from (accounts.forms.IssueOnce).
 ISSUED_SUBMISSIONS_SESSION_KEY = "gatehouse_issued_submissions"
 MAX_ISSUED_SUBMISSIONS = 50
+# Hands a fresh secret from `save_model` to `response_add` of the same request. Weak keys: an
+# entry never outlives its request, even when the view fails in between.
 _shown_once_by_request: WeakKeyDictionary[HttpRequest, list[ShownOnce]] = WeakKeyDictionary()
 
 

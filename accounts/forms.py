@@ -52,7 +52,7 @@ class UserChangeForm(auth_forms.UserChangeForm):
 
 class IssueOnce(forms.ModelForm):
     """A credential's add form carries a token of its own; once a credential was issued from
-    it, submitting it again (Back, then Save; or a reload of the result) issues nothing.
+    it, the same form submitted again (a reload of the result page re-sends it) issues nothing.
 
     The admin sets `issued_submissions` to the tokens this session has already used."""
 
