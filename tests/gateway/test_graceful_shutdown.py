@@ -91,6 +91,16 @@ def wait_until_connections_are_refused(server: LiveServer, timeout_s: float = 5.
     raise AssertionError("the server still accepts new connections after SIGTERM")
 
 
+def raw_get(server: LiveServer, path: str, *header_lines: str) -> socket.socket:
+    """A connection that has sent `GET path` with these header lines, byte for byte, for what
+    an HTTP client library would hide (a kept-alive socket's close, a WebSocket upgrade)."""
+    address = urlsplit(server.base_url)
+    connection = socket.create_connection((address.hostname, address.port), timeout=10)
+    head = "".join(f"{line}\r\n" for line in (f"host: {address.netloc}", *header_lines))
+    connection.sendall(f"GET {path} HTTP/1.1\r\n{head}\r\n".encode())
+    return connection
+
+
 def sigterm_during_a_slow_stream(server: LiveServer, secret: str) -> BackgroundRequest:
     """Start a 3 s stream, SIGTERM the server once it flows, and wait until the server refuses
     new connections; the stream keeps the server draining while a test checks the rest."""
@@ -187,13 +197,8 @@ def test_under_granian_sigterm_refuses_new_connections_and_closes_idle_kept_aliv
     """Granian closes an idle kept-alive connection at once instead of waiting to answer its
     next request with a 503; a client retries that on a new connection, which is refused."""
     server = start_gatehouse(server="granian")
-    address = urlsplit(server.base_url)
     try:
-        kept_alive = socket.create_connection((address.hostname, address.port), timeout=10)
-        kept_alive.sendall(
-            f"GET /v1/models HTTP/1.1\r\nhost: {address.netloc}\r\n"
-            f"x-api-key: {alice.secret}\r\n\r\n".encode()
-        )
+        kept_alive = raw_get(server, "/v1/models", f"x-api-key: {alice.secret}")
         answer = kept_alive.recv(65536)
         assert answer.startswith(b"HTTP/1.1 200")
         stream = sigterm_during_a_slow_stream(server, alice.secret)
@@ -270,17 +275,16 @@ def test_under_granian_sigterm_ends_live_feed_websockets_and_the_worker_exits_pr
     browser = Client()
     browser.force_login(staff)
     server = start_gatehouse(server="granian")
-    address = urlsplit(server.base_url)
     try:
-        sock = socket.create_connection((address.hostname, address.port), timeout=10)
-        sock.sendall(
-            (
-                f"GET {SOCKET_PATH} HTTP/1.1\r\nhost: {address.netloc}\r\n"
-                "upgrade: websocket\r\nconnection: Upgrade\r\n"
-                f"sec-websocket-key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
-                f"sec-websocket-version: 13\r\norigin: {server.base_url}\r\n"
-                f"cookie: sessionid={browser.cookies['sessionid'].value}\r\n\r\n"
-            ).encode()
+        sock = raw_get(
+            server,
+            SOCKET_PATH,
+            "upgrade: websocket",
+            "connection: Upgrade",
+            f"sec-websocket-key: {base64.b64encode(os.urandom(16)).decode()}",
+            "sec-websocket-version: 13",
+            f"origin: {server.base_url}",
+            f"cookie: sessionid={browser.cookies['sessionid'].value}",
         )
         handshake = b""
         while b"\r\n\r\n" not in handshake:
