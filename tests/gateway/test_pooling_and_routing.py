@@ -62,15 +62,25 @@ def test_a_session_stays_on_one_key(gatehouse_server, upstream, emulator, alice)
     assert len({r["headers"]["x-api-key"] for r in emulator.requests()}) == 1
 
 
+def tried(emulator, secret: str) -> bool:
+    return any(request["headers"]["x-api-key"] == secret for request in emulator.requests())
+
+
 def test_a_key_the_provider_refuses_is_taken_out_and_marked_unhealthy(
     gatehouse_server, upstream, emulator, alice
 ):
     add_keys(upstream, SECRETS[1:2])
     emulator.inject_fault("401", key=SECRETS[1], times=None)
 
-    statuses = [post(gatehouse_server, alice.secret).status_code for _ in range(4)]
+    # Keys are tried in weighted random order: 4 requests left the refused key untried one
+    # time in 16. Post until it has been tried (1 in 2**40 not to), then 3 more after it.
+    statuses = []
+    while len(statuses) < 40 and not tried(emulator, SECRETS[1]):
+        statuses.append(post(gatehouse_server, alice.secret).status_code)
+    statuses += [post(gatehouse_server, alice.secret).status_code for _ in range(3)]
 
-    assert statuses == [200] * 4
+    assert tried(emulator, SECRETS[1])
+    assert statuses == [200] * len(statuses)
     deadline = time.monotonic() + 5  # the health write happens off the request path
     while (refused := UpstreamKey.objects.get(label="team-2")).health != KeyHealth.UNHEALTHY:
         assert time.monotonic() < deadline, "the refused key was never marked unhealthy"
