@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -133,37 +133,49 @@ class AdmissionControl:
         provider_id: int | None,
     ) -> None:
         """Replace the reservation with the true cost. Never raises but CancelledError, and
-        then the settlement still completes (it is shielded from the request's cancellation)."""
+        then the settlement still completes (it is shielded from the request's cancellation).
+
+        A reservation held in this process is settled at once, with no await and so nothing
+        a cancellation could interrupt; only one held in Redis needs a task to shield.
+        """
         if admission is None or admission.reservation is None or admission.is_settled:
             return
         admission.is_settled = True
-        task = asyncio.ensure_future(
-            self._settle(
-                admission.reservation,
-                cost=lambda: true_cost(
-                    usage=usage,
-                    iterations=iterations,
-                    model=model,
-                    provider_id=provider_id,
-                    at=admission.started_at,
-                    book=admission.price_book,
-                ),
-                tokens=usage_tokens(usage),
+        reservation = admission.reservation
+        try:
+            units = true_cost(
+                usage=usage,
+                iterations=iterations,
+                model=model,
+                provider_id=provider_id,
+                at=admission.started_at,
+                book=admission.price_book,
             )
-        )
+            tokens = usage_tokens(usage)
+            spent_after = self.ledger.settle_in_process(reservation, cost=units, tokens=tokens)
+        except Exception:
+            logger.exception("Settling %s failed", reservation.request_id)
+            return
+        if spent_after is not None:
+            self._alert_crossings(reservation, units, spent_after)
+            return
+        task = asyncio.ensure_future(self._settle_shared(reservation, cost=units, tokens=tokens))
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
         await asyncio.shield(task)
 
-    async def _settle(
-        self, reservation: Reservation, *, cost: Callable[[], int], tokens: int
-    ) -> None:
+    async def _settle_shared(self, reservation: Reservation, *, cost: int, tokens: int) -> None:
         try:
-            units = cost()
-            spent_after = await self.ledger.settle(reservation, cost=units, tokens=tokens)
+            spent_after = await self.ledger.settle(reservation, cost=cost, tokens=tokens)
         except Exception:
             logger.exception("Settling %s failed", reservation.request_id)
             return
+        self._alert_crossings(reservation, cost, spent_after)
+
+    def _alert_crossings(
+        self, reservation: Reservation, units: int, spent_after: tuple[int | None, ...]
+    ) -> None:
+        """One alert per threshold the settled cost carried a budget's spend across."""
         if not units:
             return
         for claim, after in zip(reservation.budgets, spent_after, strict=True):

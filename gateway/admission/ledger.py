@@ -104,6 +104,13 @@ class Ledger(Protocol):
         """Settle at `cost` units and `tokens` used; each counter's spend after (None: gone)."""
         ...
 
+    def settle_in_process(
+        self, reservation: Reservation, *, cost: int, tokens: int
+    ) -> tuple[int | None, ...] | None:
+        """`settle` done at once when the reservation is held in this process; None (and
+        nothing done) when it is held in a shared store, which `settle` must be awaited for."""
+        ...
+
     def read(self, scope: BudgetScope) -> CounterState | None: ...
 
 
@@ -245,6 +252,12 @@ class LocalLedger:
         return Reservation(request_id, tuple(budgets), rate, LOCAL)
 
     async def settle(
+        self, reservation: Reservation, *, cost: int, tokens: int
+    ) -> tuple[int | None, ...]:
+        with self._lock:
+            return self._settle(reservation, cost, tokens)
+
+    def settle_in_process(
         self, reservation: Reservation, *, cost: int, tokens: int
     ) -> tuple[int | None, ...]:
         with self._lock:

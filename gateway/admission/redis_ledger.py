@@ -360,12 +360,21 @@ class RedisLedger:
             keys=[self.counter_key(scope)], args=[str(spent), str(expires_at)]
         )
 
+    def settle_in_process(
+        self, reservation: Reservation, *, cost: int, tokens: int
+    ) -> tuple[int | None, ...] | None:
+        """A reservation taken during an outage is settled on the fallback's counters."""
+        if reservation.backend != LOCAL:
+            return None
+        self._remember_unsynced(reservation, cost)
+        return self.fallback.settle_in_process(reservation, cost=cost, tokens=tokens)
+
     async def settle(
         self, reservation: Reservation, *, cost: int, tokens: int
     ) -> tuple[int | None, ...]:
-        if reservation.backend == LOCAL:
-            self._remember_unsynced(reservation, cost)
-            return await self.fallback.settle(reservation, cost=cost, tokens=tokens)
+        settled_here = self.settle_in_process(reservation, cost=cost, tokens=tokens)
+        if settled_here is not None:
+            return settled_here
         rate = reservation.rate
         keys = [self._limit_key(rate.key_id, TPM), self._limit_key(rate.key_id, "in-flight")]
         args = [

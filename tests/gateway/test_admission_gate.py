@@ -202,8 +202,24 @@ async def _spent(units: int) -> int:
     return units
 
 
+class SharedStoreLedger(LocalLedger):
+    """A ledger whose reservations live elsewhere (as in Redis): settling must be awaited."""
+
+    def __init__(self, rebuild) -> None:
+        super().__init__(rebuild)
+        self.store_answers = asyncio.Event()
+
+    def settle_in_process(self, reservation, *, cost, tokens):
+        return None
+
+    async def settle(self, reservation, *, cost, tokens):
+        await self.store_answers.wait()
+        return await super().settle(reservation, cost=cost, tokens=tokens)
+
+
 async def test_a_settlement_completes_even_when_the_request_is_cancelled_again():
-    gate, ledger = control()
+    ledger = SharedStoreLedger(no_spend_yet)
+    gate = AdmissionControl(ledger, BudgetAlerts(prefix="test-gate"))
     admission = await admit(gate, key(key_monthly_budget_usd=Decimal("1.00")))
     settling = asyncio.ensure_future(
         gate.settle(
@@ -219,9 +235,31 @@ async def test_a_settlement_completes_even_when_the_request_is_cancelled_again()
     settling.cancel()
     with pytest.raises(asyncio.CancelledError):
         await settling
-    await asyncio.sleep(0.01)
+    assert ledger.read(month_of_key("1.00")).reserved > 0  # still settling, in its own task
+    ledger.store_answers.set()
+    for _ in range(100):
+        await asyncio.sleep(0)
 
     # 100 input at $6/M, 100 output at $30/M.
+    assert ledger.read(month_of_key("1.00")) == CounterState(
+        spent=units_ceiling(Decimal("0.0036")), reserved=0
+    )
+
+
+async def test_a_reservation_held_in_process_is_settled_without_suspending():
+    gate, ledger = control()
+    admission = await admit(gate, key(key_monthly_budget_usd=Decimal("1.00")))
+    settling = gate.settle(
+        admission,
+        usage=Usage(input_tokens=100, output_tokens=100),
+        iterations=(),
+        model="claude-opus-5",
+        provider_id=PROVIDER_ID,
+    )
+
+    # One step runs it to the end: no await inside, so no cancellation can cut it short.
+    with pytest.raises(StopIteration):
+        settling.send(None)
     assert ledger.read(month_of_key("1.00")) == CounterState(
         spent=units_ceiling(Decimal("0.0036")), reserved=0
     )
