@@ -33,7 +33,7 @@ from gateway.proxy.io import (
     send_error,
 )
 from gateway.proxy.lifecycle import in_flight
-from gateway.proxy.upstream_client import build_upstream_client
+from gateway.proxy.upstream_client import build_upstream_client, read_raw
 from gateway.recorder import recorder
 from gateway.routing import model_allowed, select_route
 from gateway.sessions import session_id_from
@@ -491,8 +491,7 @@ async def _read_whole(response: httpx.Response) -> bytes:
     try:
         if response.is_stream_consumed or "content-encoding" in response.headers:
             return await response.aread()  # read already (to choose a retry): the same bytes
-        chunks = [chunk async for chunk in response.aiter_raw()]
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return await read_raw(response)
     except httpx.TimeoutException as error:
         raise UpstreamUnavailable(
             "timeout_error", f"Upstream provider stalled mid-answer ({type(error).__name__})."

@@ -98,6 +98,11 @@ class _ResponseStream(httpx.AsyncByteStream):
                     return
                 yield chunk
 
+    async def read_all(self) -> bytes:
+        """The rest of the body in one read from aiohttp's buffer."""
+        with _as_httpx_errors():
+            return await self._response.read()
+
     async def aclose(self) -> None:
         if self._response.content.is_eof():
             self._response.release()
@@ -217,6 +222,20 @@ def _parsed_url(url: str) -> httpx.URL:
 def _aiohttp_url(url: str) -> yarl.URL:
     """The URL exactly as httpx-aiohttp hands it to aiohttp: httpx's form, re-parsed."""
     return yarl.URL(str(_parsed_url(url)))
+
+
+async def read_raw(response: httpx.Response) -> bytes:
+    """An unread response's whole body as it came (not decoded), the response then closed.
+    Under the aiohttp transport it is one read from aiohttp's buffer: iterating httpx's
+    stream chunk by chunk costs more than the read itself."""
+    stream = response.stream
+    try:
+        if isinstance(stream, _ResponseStream):
+            return await stream.read_all()
+        chunks = [chunk async for chunk in response.aiter_raw()]
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    finally:
+        await response.aclose()  # at the end: back to the pool; cut short: the connection closed
 
 
 async def send_upstream(

@@ -9,7 +9,7 @@ import socket
 import httpx
 import pytest
 
-from gateway.proxy.upstream_client import build_upstream_client, send_upstream
+from gateway.proxy.upstream_client import build_upstream_client, read_raw, send_upstream
 
 TIMEOUTS = httpx.Timeout(5.0, connect=2.0)
 TRANSPORTS = ["aiohttp", "httpx"]
@@ -20,8 +20,10 @@ class RecordingProvider:
 
     def __init__(self) -> None:
         self.heads: list[bytes] = []
+        self.connections = 0
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
         while True:
             try:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -134,3 +136,56 @@ async def test_a_connection_closed_before_any_answer_is_a_transport_error_not_a_
         await client.aclose()
         server.close()
         await server.wait_closed()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_whole_body_read_raw_leaves_its_connection_for_the_next_request(transport):
+    provider = RecordingProvider()
+    server = await asyncio.start_server(provider.handle, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/messages"
+    client = build_upstream_client(transport_name=transport, read_timeout_s=5.0)
+    try:
+        for _ in range(3):
+            response = await send_upstream(
+                client, method="POST", url=url, headers=[], content=b"{}", timeouts=TIMEOUTS
+            )
+            assert await read_raw(response) == b'{"ok":true}'
+            assert response.is_closed
+    finally:
+        await client.aclose()
+        server.close()
+        await server.wait_closed()
+
+    assert (len(provider.heads), provider.connections) == (3, 1)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_body_cut_short_is_a_transport_error_and_its_connection_is_dropped(transport):
+    connections = 0
+
+    async def cut_short(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await reader.readuntil(b"\r\n\r\n")
+        await reader.readexactly(2)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n" + b'{"type":')
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(cut_short, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/messages"
+    client = build_upstream_client(transport_name=transport, read_timeout_s=5.0)
+    try:
+        for _ in range(2):
+            response = await send_upstream(
+                client, method="POST", url=url, headers=[], content=b"{}", timeouts=TIMEOUTS
+            )
+            with pytest.raises((httpx.ReadError, httpx.RemoteProtocolError)):
+                await read_raw(response)
+            assert response.is_closed
+    finally:
+        await client.aclose()
+        server.close()
+        await server.wait_closed()
+
+    assert connections == 2
