@@ -10,6 +10,7 @@ skipped; when none is left the caller answers 429 with the soonest time one free
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -54,6 +55,9 @@ class KeyState:
         return max(min(fractions), 0.01) if fractions else 1.0
 
 
+UNKNOWN = KeyState()  # a key no response has reported on yet
+
+
 @dataclass(frozen=True)
 class KeyOrder:
     keys: tuple[UpstreamKeySpec, ...]
@@ -71,7 +75,7 @@ def key_order(
     usable: list[UpstreamKeySpec] = []
     soonest: float | None = None
     for upstream_key in keys:
-        state = states.get(upstream_key.upstream_key_id, KeyState())
+        state = states.get(upstream_key.upstream_key_id, UNKNOWN)
         if state.unhealthy_reason:
             continue
         blocked = state.blocked_until(now)
@@ -79,13 +83,13 @@ def key_order(
             soonest = blocked if soonest is None else min(soonest, blocked)
             continue
         usable.append(upstream_key)
+    if len(usable) < 2:  # nothing to order (a provider with one key: the common case)
+        return KeyOrder(keys=tuple(usable), soonest_free_at=soonest)
     sticky = [k for k in usable if k.upstream_key_id == affinity_key_id]
     others = [k for k in usable if k.upstream_key_id != affinity_key_id]
 
     def sort_key(upstream_key: UpstreamKeySpec) -> float:
-        weight = (
-            upstream_key.weight * states.get(upstream_key.upstream_key_id, KeyState()).headroom()
-        )
+        weight = upstream_key.weight * states.get(upstream_key.upstream_key_id, UNKNOWN).headroom()
         return draw.random() ** (1.0 / weight)  # weighted random order (Efraimidis–Spirakis)
 
     others.sort(key=sort_key, reverse=True)
@@ -101,6 +105,7 @@ def _int(value: str | None) -> int | None:
         return None
 
 
+@functools.lru_cache(maxsize=256)  # a window's reset time repeats on every answer within it
 def _epoch(value: str | None) -> float | None:
     if not value:
         return None

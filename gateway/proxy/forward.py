@@ -27,7 +27,7 @@ from accounts.contracts import KeyContext
 from gateway.caching import inject_cache_markers, resolve_cache_policy
 from gateway.errors import GatewayError
 from gateway.model_compat import adapt_for_model
-from gateway.pool import KeyState, cooldown_seconds, key_order, observed_state
+from gateway.pool import UNKNOWN, KeyState, cooldown_seconds, key_order, observed_state
 from gateway.pool_state import PoolState, pool_state_for_settings
 from gateway.providers import adapter_for
 from gateway.providers.base import ProviderAdapter, UpstreamError
@@ -255,7 +255,7 @@ async def forward(
                     or answered.get("x-request-id")
                     or ""
                 )[:100]
-                state = observed_state(answered, states.get(key_id, KeyState()))
+                state = observed_state(answered, states.get(key_id, UNKNOWN))
                 if status == 429:
                     rest_until = time.time() + cooldown_seconds(answered, time.time())
                     state = dataclasses.replace(state, cooldown_until=rest_until)
