@@ -89,11 +89,11 @@ class BudgetScope:
     period: Period
     limit: Decimal | None
 
-    @property
+    @cached_property  # read several times per request; the scope itself is reused (below)
     def counter_id(self) -> str:
         return f"{self.scope_type}:{self.scope_id}:{self.period.kind}:{self.period.label}"
 
-    @property
+    @cached_property
     def limit_units(self) -> int | None:
         return None if self.limit is None else units_floor(self.limit)
 
@@ -103,9 +103,27 @@ class BudgetScope:
         return f"{_PERIOD_ADJECTIVES[self.period.kind]} budget of {noun} '{self.name}'"
 
 
+# (id of the key, day) → (the key, its scopes). The key is kept so its id cannot be reused by
+# another object while the entry lives; a key the key cache refreshes is a new object.
+_scopes_by_key: dict[tuple[int, Period], tuple[KeyContext, tuple[BudgetScope, ...]]] = {}
+_MAX_CACHED_SCOPES = 4096
+
+
 def budget_scopes(key: KeyContext, at: datetime) -> tuple[BudgetScope, ...]:
-    """Every budget a request by `key` starting at `at` counts against."""
+    """Every budget a request by `key` starting at `at` counts against; the same objects for
+    every request of that key in that day, so what they compute once stays computed."""
     month, day = period_of(MONTH, at), period_of(DAY, at)
+    cached = _scopes_by_key.get((id(key), day))
+    if cached is not None and cached[0] is key:
+        return cached[1]
+    scopes = _scopes_of(key, month, day)
+    if len(_scopes_by_key) >= _MAX_CACHED_SCOPES:
+        _scopes_by_key.clear()
+    _scopes_by_key[(id(key), day)] = (key, scopes)
+    return scopes
+
+
+def _scopes_of(key: KeyContext, month: Period, day: Period) -> tuple[BudgetScope, ...]:
     scopes = [
         BudgetScope(KEY, key.key_id, key.key_name, month, key.key_monthly_budget_usd),
         BudgetScope(KEY, key.key_id, key.key_name, day, key.key_daily_budget_usd),

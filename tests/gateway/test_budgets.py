@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -149,6 +150,15 @@ def test_a_request_counts_against_the_key_month_and_day_the_user_and_the_cost_ce
         "user:22:month:2026-11",
         "cost_center:33:month:2026-11",
     ]
+
+
+def test_a_key_changed_since_its_last_request_counts_against_its_new_limits():
+    before = budget_scopes(KEY_CONTEXT, AT)
+    changed = dataclasses.replace(KEY_CONTEXT, key_daily_budget_usd=Decimal("7.00"))
+
+    assert budget_scopes(KEY_CONTEXT, AT + timedelta(hours=1)) is before  # same key, same day
+    assert budget_scopes(changed, AT)[1].limit == Decimal("7.00")
+    assert budget_scopes(KEY_CONTEXT, AT + timedelta(days=1))[1].period.label == "2026-11-16"
 
 
 def test_a_key_without_cost_center_has_no_cost_center_budget():
