@@ -19,6 +19,7 @@ from django.conf import settings
 from redis.exceptions import RedisError
 
 from gateway.pool import KeyState
+from gateway.redis_client import shared_async_client
 
 logger = logging.getLogger(__name__)
 
@@ -81,13 +82,7 @@ class RedisPoolState:
     """Pool state shared by every process through Redis, with an in-process fallback."""
 
     def __init__(self, url: str) -> None:
-        import redis.asyncio as redis_asyncio
-
-        self._client = redis_asyncio.from_url(
-            url,
-            socket_timeout=settings.GATEHOUSE["REDIS_TIMEOUT_S"],
-            socket_connect_timeout=settings.GATEHOUSE["REDIS_TIMEOUT_S"],
-        )
+        self._client = shared_async_client(url)
         self.fallback = LocalPoolState()
         self._down_until = 0.0
 

@@ -39,6 +39,7 @@ from gateway.admission.ledger import (
     SingleFlight,
 )
 from gateway.admission.limits import CONCURRENCY, RPM, TPM, RateClaim
+from gateway.redis_client import shared_async_client
 
 logger = logging.getLogger(__name__)
 
@@ -246,17 +247,11 @@ class RedisLedger:
     # -- connection and outages --------------------------------------------------------------
     def _script(self, name: str, source: str) -> Any:
         if self._client is None:
-            import redis.asyncio as redis_asyncio
             from redis.asyncio.retry import Retry
 
             # No retries: a script whose reply was lost may have run, and running it again
             # would reserve or count twice. A failure falls back to the process instead.
-            self._client = redis_asyncio.from_url(
-                self._url,
-                socket_timeout=settings.GATEHOUSE["REDIS_TIMEOUT_S"],
-                socket_connect_timeout=settings.GATEHOUSE["REDIS_TIMEOUT_S"],
-                retry=Retry(NoBackoff(), 0),
-            )
+            self._client = shared_async_client(self._url, retry=Retry(NoBackoff(), 0))
         if name not in self._scripts:
             self._scripts[name] = self._client.register_script(source)
         return self._scripts[name]

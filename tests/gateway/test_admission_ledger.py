@@ -31,6 +31,7 @@ from gateway.admission.ledger import (
 )
 from gateway.admission.limits import CONCURRENCY, RPM, TPM, RateClaim
 from gateway.admission.redis_ledger import RedisLedger
+from gateway.redis_client import MAX_CONNECTIONS
 from tests.live_servers import free_port
 from tests.private_redis import PrivateRedis
 
@@ -249,6 +250,20 @@ async def test_limits_of_one_key_leave_other_keys_alone(make_ledger):
 
     assert isinstance(first, Reservation)
     assert isinstance(other, Reservation)
+
+
+async def test_more_reservations_at_once_than_redis_connections_are_all_made_in_redis(
+    redis_prefix, caplog
+):
+    scope = key_scope(None)
+    ledger = RedisLedger(REDIS_URL, prefix=redis_prefix, rebuild=FakeRebuild())
+
+    outcomes = await asyncio.gather(
+        *(reserve(ledger, f"req-{n}", [scope], TEN_CENTS) for n in range(5 * MAX_CONNECTIONS))
+    )
+
+    assert {o.backend for o in outcomes} == {REDIS}
+    assert "Redis unavailable" not in caplog.text
 
 
 async def test_two_processes_rebuild_a_counter_once_and_share_it(redis_prefix):

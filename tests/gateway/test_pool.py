@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 from collections import Counter
@@ -10,6 +11,7 @@ import pytest
 
 from gateway.pool import KeyState, cooldown_seconds, key_order, observed_state
 from gateway.pool_state import LocalPoolState, RedisPoolState
+from gateway.redis_client import MAX_CONNECTIONS
 from gateway.secrets import Secret
 from gateway.snapshot import UpstreamKeySpec
 
@@ -131,6 +133,18 @@ async def test_redis_pool_state_is_shared_between_processes():
         cooldown_until=NOW + 60, requests_remaining=3, requests_limit=10
     )
     assert affinity == key_id
+
+
+async def test_more_lookups_at_once_than_redis_connections_are_all_answered_by_redis(caplog):
+    writer, reader = RedisPoolState(redis_url()), RedisPoolState(redis_url())
+    key_id = random.randint(10_000, 10_000_000)
+    await writer.save(key_id, KeyState(cooldown_until=NOW + 60))
+
+    answers = await asyncio.gather(*(reader.load([key_id], "") for _ in range(5 * MAX_CONNECTIONS)))
+
+    # The reader's own process knows nothing: every state came from Redis.
+    assert all(states == {key_id: KeyState(cooldown_until=NOW + 60)} for states, _ in answers)
+    assert "Redis unavailable" not in caplog.text
 
 
 async def test_redis_pool_state_falls_back_to_the_process_when_redis_is_unreachable(caplog):
