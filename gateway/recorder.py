@@ -21,10 +21,10 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import queue
 import threading
 import time
 import uuid
+from collections import deque
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -111,7 +111,13 @@ class RequestRecorder:
         self.batch_size = batch_size or config["LOG_BATCH_SIZE"]
         self.flush_interval_s = flush_interval_s or config["LOG_FLUSH_INTERVAL_S"]
         self.spool_dir = Path(spool_dir or config["SPOOL_DIR"])
-        self._queue: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
+        # Rows, in order, with a flush marker ({"__flush__": event}) or the stop marker (None)
+        # among them. deque appends and pops are atomic; the writer is woken only to open
+        # a batch window, when a batch is full, or for a marker: not once per row.
+        self._queue: deque[dict[str, Any] | None] = deque()
+        self._wake = threading.Event()
+        self._writer_idle = False
+        self._markers = 0  # flush and stop markers queued and not yet taken
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._price_book: PriceBook | None = None
@@ -126,12 +132,20 @@ class RequestRecorder:
     # -- the hot path ------------------------------------------------------------------
     def record(self, row: dict[str, Any]) -> None:
         self._ensure_started()
-        self._queue.put(row)
+        self._queue.append(row)
+        if self._writer_idle or len(self._queue) >= self.batch_size:
+            self._wake.set()
+
+    def _enqueue_marker(self, marker: dict[str, Any] | None) -> None:
+        with self._lock:
+            self._markers += 1
+        self._queue.append(marker)
+        self._wake.set()
 
     @property
     def queue_depth(self) -> int:
         """Rows queued in memory and not yet written or spooled (a gauge)."""
-        return self._queue.qsize()
+        return len(self._queue)
 
     # -- lifecycle ---------------------------------------------------------------------
     def _ensure_started(self) -> None:
@@ -156,14 +170,14 @@ class RequestRecorder:
             return
         self._stopping = True
         self._replay_due.set()
-        self._queue.put(None)
+        self._enqueue_marker(None)
         thread.join(timeout_s)
 
     def flush_now(self, timeout_s: float = 10.0) -> None:
         """Block until every row queued so far is written (tests and shutdown)."""
         deadline = time.monotonic() + timeout_s
         done = threading.Event()
-        self._queue.put({"__flush__": done})
+        self._enqueue_marker({"__flush__": done})
         self._ensure_started()
         done.wait(max(0.0, deadline - time.monotonic()))
 
@@ -200,29 +214,36 @@ class RequestRecorder:
             logger.exception("Spool replay failed")
 
     def _collect_batch(self) -> tuple[list[dict[str, Any]], list[threading.Event], bool]:
-        """Rows until the batch is full or `flush_interval_s` after the first one arrived."""
-        pending: list[dict[str, Any]] = []
-        waiters: list[threading.Event] = []
-        deadline: float | None = None
-        timeout = self.flush_interval_s
-        while True:
-            try:
-                item = self._queue.get(timeout=timeout)
-            except queue.Empty:
-                return pending, waiters, False
-            if item is None:
-                return pending, waiters, True
-            if "__flush__" in item:
-                waiters.append(item["__flush__"])
-                return pending, waiters, False
-            pending.append(item)
-            if len(pending) >= self.batch_size:
-                return pending, waiters, False
-            if deadline is None:
-                deadline = time.monotonic() + self.flush_interval_s
+        """Rows until the batch is full or `flush_interval_s` after the first one arrived,
+        or up to a flush or stop marker."""
+        rows = self._queue
+        while True:  # idle: until anything is queued
+            self._wake.clear()
+            self._writer_idle = True
+            if rows:
+                break
+            self._wake.wait()
+        self._writer_idle = False
+        deadline = time.monotonic() + self.flush_interval_s
+        while True:  # the batch window
+            self._wake.clear()
+            if len(rows) >= self.batch_size or self._markers:
+                break
             timeout = deadline - time.monotonic()
             if timeout <= 0:
-                return pending, waiters, False
+                break
+            self._wake.wait(timeout)
+        pending: list[dict[str, Any]] = []
+        while rows and len(pending) < self.batch_size:
+            item = rows.popleft()
+            if item is None or "__flush__" in item:
+                with self._lock:
+                    self._markers -= 1
+                if item is None:
+                    return pending, [], True
+                return pending, [item["__flush__"]], False
+            pending.append(item)
+        return pending, [], False
 
     def _prices(self) -> PriceBook | None:
         now = time.monotonic()

@@ -1,0 +1,99 @@
+"""The recorder's batching: rows wait in memory for a batch window and are written together;
+the writer thread is woken to open a window, for a full batch or a flush, not once per row."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from gateway.models import RequestLog
+from gateway.recorder import RequestRecorder
+from tests.gateway.test_recorder_spool import row
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def wait_for_rows(count: int, timeout_s: float = 10.0) -> int:
+    deadline = time.monotonic() + timeout_s
+    while (written := RequestLog.objects.count()) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return written
+
+
+def context_switches(thread_id: int) -> int:
+    """How many times the thread gave up its core to wait (Linux: /proc)."""
+    status = Path(f"/proc/self/task/{thread_id}/status").read_text()
+    line = next(line for line in status.splitlines() if line.startswith("voluntary_ctxt"))
+    return int(line.split(":")[1])
+
+
+def test_rows_arriving_within_the_window_are_written_as_one_batch_by_one_wakeup(
+    tmp_path, monkeypatch
+):
+    recorder = RequestRecorder(batch_size=1000, flush_interval_s=3.0, spool_dir=tmp_path)
+    batches: list[int] = []
+    write = recorder._write_or_spool
+    monkeypatch.setattr(
+        recorder, "_write_or_spool", lambda rows: (batches.append(len(rows)), write(rows))
+    )
+    recorder.record(row("first"))
+    assert recorder._thread is not None
+    writer_id = recorder._thread.native_id
+    assert writer_id is not None
+    time.sleep(0.05)  # the writer has opened its window and sleeps in it
+    switches_before = context_switches(writer_id)
+
+    for n in range(100):
+        recorder.record(row(f"row-{n}"))
+        time.sleep(0.001)  # as a server does between requests, leave the writer a turn
+    switches_during = context_switches(writer_id) - switches_before
+    try:
+        assert wait_for_rows(101) == 101
+    finally:
+        recorder.stop()
+
+    assert batches == [101]
+    assert switches_during <= 2  # a writer woken per row shows about 100
+
+
+def test_a_full_batch_is_written_without_waiting_for_the_window_to_close(tmp_path):
+    recorder = RequestRecorder(batch_size=10, flush_interval_s=60.0, spool_dir=tmp_path)
+    try:
+        for n in range(25):
+            recorder.record(row(f"row-{n}"))
+
+        assert wait_for_rows(20) == 20
+        time.sleep(0.2)
+        assert (RequestLog.objects.count(), recorder.queue_depth) == (20, 5)
+
+        recorder.flush_now(timeout_s=5.0)
+        assert RequestLog.objects.count() == 25
+    finally:
+        recorder.stop()
+
+
+def test_a_flush_writes_what_was_queued_before_it_without_waiting_for_the_window(tmp_path):
+    recorder = RequestRecorder(batch_size=1000, flush_interval_s=60.0, spool_dir=tmp_path)
+    try:
+        for n in range(3):
+            recorder.record(row(f"row-{n}"))
+        started = time.monotonic()
+        recorder.flush_now(timeout_s=30.0)
+
+        assert RequestLog.objects.count() == 3
+        assert time.monotonic() - started < 10.0
+    finally:
+        recorder.stop()
+
+
+def test_rows_queued_at_stop_are_written_before_the_writer_ends(tmp_path):
+    recorder = RequestRecorder(batch_size=1000, flush_interval_s=60.0, spool_dir=tmp_path)
+    for n in range(7):
+        recorder.record(row(f"row-{n}"))
+    recorder.stop(timeout_s=10.0)
+
+    assert RequestLog.objects.count() == 7
+    assert recorder._thread is not None
+    assert not recorder._thread.is_alive()
