@@ -42,17 +42,23 @@ _DROP_DOWNSTREAM = HOP_BY_HOP | {
 }
 
 
+_DROP_UPSTREAM_NAMES = frozenset(name.encode() for name in _DROP_UPSTREAM)
+_DROP_DOWNSTREAM_NAMES = frozenset(name.encode() for name in _DROP_DOWNSTREAM)
+
+
+# Both run on every request over every header: names are lowered once and compared as bytes.
 def upstream_headers(client_headers: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
     return [
         (name.decode("latin-1"), value.decode("latin-1"))
         for name, value in client_headers
-        if name.decode("latin-1").lower() not in _DROP_UPSTREAM
+        if name.lower() not in _DROP_UPSTREAM_NAMES
     ]
 
 
 def downstream_headers(upstream: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    return [
-        (name.lower(), value)
-        for name, value in upstream
-        if name.lower().decode("latin-1") not in _DROP_DOWNSTREAM
-    ]
+    kept = []
+    for name, value in upstream:
+        lowered = name.lower()
+        if lowered not in _DROP_DOWNSTREAM_NAMES:
+            kept.append((lowered, value))
+    return kept
