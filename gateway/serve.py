@@ -37,6 +37,8 @@ from twisted.internet import defer, reactor
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
+from gateway.server_tuning import lean_log_records
+
 # Modules that need Django are imported inside functions: this one loads before Django is set up.
 
 logger = logging.getLogger("gateway.serve")
@@ -259,6 +261,7 @@ def main(argv: list[str] | None = None) -> None:
     if options.workers < 1 or (options.workers > 1 and options.server != "granian"):
         parser.error("--workers must be 1 under daphne, and at least 1 under granian")
     raise_open_files_limit()
+    lean_log_records()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     from django.conf import settings
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import resource
 import signal
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 from gateway import serve, serve_granian
+from gateway.server_tuning import FIELDS_LEFT_OUT
 
 
 class RecordedServer:
@@ -105,3 +107,49 @@ def test_the_granian_application_answers_lifespan_and_chains_the_servers_signal_
         "lifespan.shutdown.complete",
     ]
     assert granian_handler_calls == [signal.SIGTERM]
+
+
+@pytest.fixture
+def logging_switches() -> Iterator[None]:
+    """`gateway.serve` sets process-wide logging switches: put them back for other tests."""
+    saved = (logging._srcfile, logging.logThreads, logging.logProcesses, logging.logMultiprocessing)
+    yield
+    (
+        logging._srcfile,
+        logging.logThreads,
+        logging.logProcesses,
+        logging.logMultiprocessing,
+    ) = saved
+
+
+def test_serving_makes_log_records_without_caller_thread_or_process_lookups(
+    recorded, logging_switches
+):
+    serve.main(["--server", "granian", "-p", "8123", "-v", "0"])
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("test-lean-records")
+    logger.addHandler(handler)
+    try:
+        logger.warning("an access line")
+    finally:
+        logger.removeHandler(handler)
+
+    assert (records[0].lineno, records[0].threadName, records[0].processName) == (0, None, None)
+
+
+def test_no_log_format_in_use_prints_what_lean_records_leave_out():
+    from django.conf import settings
+    from granian.log import LOGGING_CONFIG
+
+    formats = [
+        formatter.get("format") or formatter.get("fmt") or ""
+        for config in (settings.LOGGING, LOGGING_CONFIG)
+        for formatter in config["formatters"].values()
+    ]
+
+    assert formats
+    assert [
+        (fmt, field) for fmt in formats for field in FIELDS_LEFT_OUT if f"%({field})" in fmt
+    ] == []
