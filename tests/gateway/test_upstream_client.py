@@ -4,7 +4,9 @@ loopback servers: what crosses to the provider, and how failures are classified.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 import pytest
@@ -49,6 +51,23 @@ class RecordingProvider:
         writer.close()
 
 
+@contextlib.asynccontextmanager
+async def provider_serving(
+    handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+    transport: str,
+) -> AsyncIterator[tuple[str, httpx.AsyncClient]]:
+    """A raw provider on a loopback port running `handler`, and a client for it."""
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/messages"
+    client = build_upstream_client(transport_name=transport, read_timeout_s=5.0)
+    try:
+        yield url, client
+    finally:
+        await client.aclose()
+        server.close()
+        await server.wait_closed()
+
+
 async def send(client: httpx.AsyncClient, url: str, headers: list[tuple[str, str]]) -> bytes:
     response = await send_upstream(
         client, method="POST", url=url, headers=headers, content=b"{}", timeouts=TIMEOUTS
@@ -62,16 +81,9 @@ async def send(client: httpx.AsyncClient, url: str, headers: list[tuple[str, str
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_a_cookie_one_answer_sets_never_rides_along_on_the_next_request(transport):
     provider = RecordingProvider()
-    server = await asyncio.start_server(provider.handle, "127.0.0.1", 0)
-    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/messages"
-    client = build_upstream_client(transport_name=transport, read_timeout_s=5.0)
-    try:
+    async with provider_serving(provider.handle, transport) as (url, client):
         assert await send(client, url, [("x-api-key", "sk-ant-first")]) == b'{"ok":true}'
         assert await send(client, url, [("x-api-key", "sk-ant-second")]) == b'{"ok":true}'
-    finally:
-        await client.aclose()
-        server.close()
-        await server.wait_closed()
 
     assert len(provider.heads) == 2
     assert all(b"\r\ncookie:" not in head for head in provider.heads)
@@ -98,10 +110,7 @@ async def test_a_silent_provider_is_a_read_timeout(transport):
         await asyncio.sleep(5)
         writer.close()
 
-    server = await asyncio.start_server(silent, "127.0.0.1", 0)
-    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/messages"
-    client = build_upstream_client(transport_name=transport, read_timeout_s=5.0)
-    try:
+    async with provider_serving(silent, transport) as (url, client):
         with pytest.raises(httpx.ReadTimeout):
             await send_upstream(
                 client,
@@ -111,10 +120,6 @@ async def test_a_silent_provider_is_a_read_timeout(transport):
                 content=b"{}",
                 timeouts=httpx.Timeout(0.3, connect=2.0),
             )
-    finally:
-        await client.aclose()
-        server.close()
-        await server.wait_closed()
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -125,36 +130,22 @@ async def test_a_connection_closed_before_any_answer_is_a_transport_error_not_a_
         await reader.readuntil(b"\r\n\r\n")
         writer.close()
 
-    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
-    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/messages"
-    client = build_upstream_client(transport_name=transport, read_timeout_s=5.0)
-    try:
+    async with provider_serving(hang_up, transport) as (url, client):
         with pytest.raises(httpx.TransportError) as raised:
             await send(client, url, [])
         assert not isinstance(raised.value, httpx.TimeoutException)
-    finally:
-        await client.aclose()
-        server.close()
-        await server.wait_closed()
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_a_whole_body_read_raw_leaves_its_connection_for_the_next_request(transport):
     provider = RecordingProvider()
-    server = await asyncio.start_server(provider.handle, "127.0.0.1", 0)
-    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/messages"
-    client = build_upstream_client(transport_name=transport, read_timeout_s=5.0)
-    try:
+    async with provider_serving(provider.handle, transport) as (url, client):
         for _ in range(3):
             response = await send_upstream(
                 client, method="POST", url=url, headers=[], content=b"{}", timeouts=TIMEOUTS
             )
             assert await read_raw(response) == b'{"ok":true}'
             assert response.is_closed
-    finally:
-        await client.aclose()
-        server.close()
-        await server.wait_closed()
 
     assert (len(provider.heads), provider.connections) == (3, 1)
 
@@ -172,10 +163,7 @@ async def test_a_body_cut_short_is_a_transport_error_and_its_connection_is_dropp
         await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(cut_short, "127.0.0.1", 0)
-    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/messages"
-    client = build_upstream_client(transport_name=transport, read_timeout_s=5.0)
-    try:
+    async with provider_serving(cut_short, transport) as (url, client):
         for _ in range(2):
             response = await send_upstream(
                 client, method="POST", url=url, headers=[], content=b"{}", timeouts=TIMEOUTS
@@ -183,9 +171,5 @@ async def test_a_body_cut_short_is_a_transport_error_and_its_connection_is_dropp
             with pytest.raises((httpx.ReadError, httpx.RemoteProtocolError)):
                 await read_raw(response)
             assert response.is_closed
-    finally:
-        await client.aclose()
-        server.close()
-        await server.wait_closed()
 
     assert connections == 2
