@@ -22,6 +22,7 @@ from bench.stack import (
     reset_peak_rss,
     rss_kib,
     status_kib,
+    thread_switches,
 )
 
 PROMPT = (
@@ -114,6 +115,7 @@ class Usage:
     emulator_s: float
     loadgen_s: float
     core_busy_s: dict[int, float]
+    gateway_switches: int = 0  # context switches of the gateway's threads
 
     @property
     def foreign_s(self) -> float:
@@ -134,13 +136,14 @@ class UsageMeter:
     def __exit__(self, *exc: object) -> None:
         self.usage = self._delta(self.start, self._read())
 
-    def _read(self) -> tuple[float, float, float, float, dict[int, tuple[float, float]]]:
+    def _read(self) -> tuple[float, float, float, float, dict[int, tuple[float, float]], int]:
         return (
             time.perf_counter(),
             cpu_seconds(self.pids[0]),
             cpu_seconds(self.pids[1]),
             cpu_seconds("self"),
             core_times(),
+            thread_switches(self.pids[0]),
         )
 
     @staticmethod
@@ -152,6 +155,7 @@ class UsageMeter:
             emulator_s=after[2] - before[2],
             loadgen_s=after[3] - before[3],
             core_busy_s=cores,
+            gateway_switches=after[5] - before[5],
         )
 
 

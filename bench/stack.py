@@ -96,6 +96,18 @@ def cpu_seconds(pid: int | str = "self") -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def thread_switches(pid: int) -> int:
+    """Context switches (voluntary and not) over all of a process's threads since they began:
+    unlike CPU time, a count the VM's speed does not move."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError), open(task / "status") as status:
+            for line in status:
+                if "ctxt_switches:" in line:  # voluntary_… and nonvoluntary_…
+                    total += int(line.split()[1])
+    return total
+
+
 def status_kib(pid: int, name: str) -> int:
     """A `kB` line of /proc/<pid>/status (VmRSS, VmHWM …) in KiB."""
     with open(f"/proc/{pid}/status") as status:
