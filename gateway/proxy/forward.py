@@ -163,7 +163,7 @@ async def forward(
     state_store = pool_state()
     deadline = time.monotonic() + ATTEMPT_DEADLINE_S
     last_response: UpstreamResponse | None = None
-    last_problem = GatewayError("api_error", f"Route '{route.name}' has no usable target.")
+    last_problem: GatewayError | None = None  # built only when a target fails
     soonest_free_at: float | None = None
     only_rate_limited = True
     session_id: str = exchange.row.get("session_id", "")
@@ -298,7 +298,9 @@ async def forward(
     elif last_response is not None:
         return last_response
     else:
-        problem = last_problem
+        problem = last_problem or GatewayError(
+            "api_error", f"Route '{route.name}' has no usable target."
+        )
     if exchange.row["attempts"]:
         # Upstream was tried and failed: the provider's fault, not a refusal by the gateway.
         raise UpstreamUnavailable(

@@ -1,4 +1,14 @@
+import dataclasses
+
+import httpx
+import pytest
+
+from accounts.contracts import KeyContext
+from gateway.errors import GatewayError
+from gateway.proxy.exchange import Exchange
+from gateway.proxy.forward import UpstreamUnavailable, forward
 from gateway.routing import RouteSpec, TargetSpec, model_allowed, select_route
+from gateway.snapshot import GatewaySnapshot
 
 
 def route(name, pattern, priority=100, cost_centers=(), tags=()):
@@ -36,3 +46,39 @@ def test_empty_allow_list_allows_every_model_and_patterns_restrict():
     assert model_allowed("claude-opus-5", ()) is True
     assert model_allowed("claude-opus-5", ("claude-sonnet-*",)) is False
     assert model_allowed("claude-sonnet-5", ("claude-sonnet-*",)) is True
+
+
+async def test_a_route_with_no_target_is_refused_without_any_upstream_attempt():
+    exchange = Exchange({"method": "POST"}, "/v1/messages")
+    snapshot = GatewaySnapshot(routes=(), providers={}, upstream_keys={})
+    key = KeyContext(
+        key_id=1,
+        key_public_id="vk_1",
+        key_name="k",
+        user_id=2,
+        username="u",
+        cost_center_id=None,
+        cost_center_code=None,
+    )
+
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(GatewayError) as refused:
+            await forward(
+                client=client,
+                exchange=exchange,
+                snapshot=snapshot,
+                route=dataclasses.replace(route("empty", "claude-*"), targets=()),
+                key=key,
+                endpoint="/v1/messages",
+                model="claude-x",
+                payload={"model": "claude-x"},
+                body=b'{"model":"claude-x"}',
+                client_headers=[],
+            )
+
+    assert not isinstance(refused.value, UpstreamUnavailable)
+    assert (refused.value.error_type, refused.value.message) == (
+        "api_error",
+        "Route 'empty' has no usable target.",
+    )
+    assert exchange.row["attempts"] == 0
