@@ -3,12 +3,12 @@ import dataclasses
 import httpx
 import pytest
 
-from accounts.contracts import KeyContext
 from gateway.errors import GatewayError
 from gateway.proxy.exchange import Exchange
 from gateway.proxy.forward import UpstreamUnavailable, forward
 from gateway.routing import RouteSpec, TargetSpec, model_allowed, select_route
 from gateway.snapshot import GatewaySnapshot
+from tests.gateway.test_budgets import KEY_CONTEXT
 
 
 def route(name, pattern, priority=100, cost_centers=(), tags=()):
@@ -51,15 +51,6 @@ def test_empty_allow_list_allows_every_model_and_patterns_restrict():
 async def test_a_route_with_no_target_is_refused_without_any_upstream_attempt():
     exchange = Exchange({"method": "POST"}, "/v1/messages")
     snapshot = GatewaySnapshot(routes=(), providers={}, upstream_keys={})
-    key = KeyContext(
-        key_id=1,
-        key_public_id="vk_1",
-        key_name="k",
-        user_id=2,
-        username="u",
-        cost_center_id=None,
-        cost_center_code=None,
-    )
 
     async with httpx.AsyncClient() as client:
         with pytest.raises(GatewayError) as refused:
@@ -68,7 +59,7 @@ async def test_a_route_with_no_target_is_refused_without_any_upstream_attempt():
                 exchange=exchange,
                 snapshot=snapshot,
                 route=dataclasses.replace(route("empty", "claude-*"), targets=()),
-                key=key,
+                key=KEY_CONTEXT,
                 endpoint="/v1/messages",
                 model="claude-x",
                 payload={"model": "claude-x"},
