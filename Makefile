@@ -30,7 +30,7 @@ test: install
 lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
-	$(BIN)/mypy accounts gateway billing config
+	$(BIN)/mypy accounts gateway billing config bench
 
 clean:
 	rm -rf $(VENV) node_modules var

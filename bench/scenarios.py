@@ -291,8 +291,8 @@ async def run_scenario(
     }
     result = ScenarioResult(scenario)
     if scenario.warmup_s:
-        for side in sides:
-            port, request, core = targets[side]
+        for side_name in sides:
+            port, request, core = targets[side_name]
             pin_loadgen(core)
             await loadgen.closed_loop(
                 host=HOST,
