@@ -33,6 +33,7 @@ from typing import Any
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 from config.asgi import application as gatehouse_application  # noqa: E402
+from gateway.server_tuning import freeze_startup_heap  # noqa: E402
 
 logger = logging.getLogger("gateway.serve")
 
@@ -63,6 +64,7 @@ class GranianLifespan:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 self._chain_signal_handlers(asyncio.get_running_loop())
+                freeze_startup_heap()  # in the worker: the process that serves
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 from gateway.proxy.lifecycle import flush_request_log

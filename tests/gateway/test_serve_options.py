@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import resource
 import signal
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from gateway import serve, serve_granian
-from gateway.server_tuning import FIELDS_LEFT_OUT
+from gateway.server_tuning import FIELDS_LEFT_OUT, freeze_startup_heap
 
 
 class RecordedServer:
@@ -153,3 +155,71 @@ def test_no_log_format_in_use_prints_what_lean_records_leave_out():
     assert [
         (fmt, field) for fmt in formats for field in FIELDS_LEFT_OUT if f"%({field})" in fmt
     ] == []
+
+
+@pytest.fixture
+def unfrozen_afterwards() -> Iterator[None]:
+    """Serving freezes the heap of the process it runs in: thaw it for the tests after."""
+    yield
+    gc.unfreeze()
+
+
+def test_freezing_the_startup_heap_collects_garbage_first_and_exempts_what_lives(
+    unfrozen_afterwards,
+):
+    class Node:
+        pass
+
+    garbage = Node()
+    garbage.cycle = garbage  # type: ignore[attr-defined]  # freed only by a collection
+    garbage_ref = weakref.ref(garbage)
+    del garbage
+    alive = [Node()]
+
+    freeze_startup_heap()
+
+    assert garbage_ref() is None  # collected, not frozen for the life of the process
+    assert gc.get_freeze_count() > 0
+    assert not any(tracked is alive for tracked in gc.get_objects(generation=2))
+
+
+def test_the_granian_worker_freezes_its_startup_heap_before_serving(
+    signal_handlers_restored, unfrozen_afterwards
+):
+    frozen_at_startup: list[int] = []
+    messages = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "lifespan.startup.complete":
+            frozen_at_startup.append(gc.get_freeze_count())
+
+    asyncio.run(
+        serve_granian.GranianLifespan(application=None)({"type": "lifespan"}, receive, send)
+    )
+
+    assert frozen_at_startup[0] > 0
+
+
+def test_daphne_serving_freezes_the_startup_heap_before_it_runs(
+    monkeypatch, logging_switches, unfrozen_afterwards
+):
+    frozen_at_run: list[int] = []
+
+    class RecordedDaphne:
+        abort_start = False
+        listening_addresses = ["127.0.0.1:8125"]
+
+        def __init__(self, application: Any, **options: Any) -> None:
+            pass
+
+        def run(self) -> None:
+            frozen_at_run.append(gc.get_freeze_count())
+
+    monkeypatch.setattr(serve, "GatehouseServer", RecordedDaphne)
+
+    serve.main(["-p", "8125", "-v", "0"])
+
+    assert frozen_at_run[0] > 0
