@@ -64,10 +64,10 @@ def freeze_startup_heap() -> None:
     A full (generation 2) collection walks every object the collector tracks: after startup,
     Django, the apps and their modules, hundreds of thousands of objects that live as long as
     the process. Walking them frees nothing and holds the GIL throughout: on the benchmark VM
-    each full collection took 115–200 ms while serving, a stall for every request in flight
-    (docs/benchmarks.md). `gc.freeze()` moves them to the permanent generation; garbage made
-    at startup is collected first, so nothing collectable is frozen. Objects made while
-    serving are collected as before.
+    full collections took about 100 ms, up to 213 ms, while serving, a stall for every
+    request in flight (docs/benchmarks.md). `gc.freeze()` moves them to the permanent
+    generation; garbage made at startup is collected first, so nothing collectable is
+    frozen. Objects made while serving are collected as before.
     """
     gc.collect()
     gc.freeze()

@@ -85,26 +85,34 @@ def signal_handlers_restored() -> Iterator[None]:
         signal.signal(signum, handler)
 
 
+def run_granian_lifespan() -> list[tuple[str, int]]:
+    """Drive the Granian application through startup and shutdown, as Granian's worker does;
+    each message it sends, with how many objects were frozen when it was sent."""
+    messages = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent: list[tuple[str, int]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append((message["type"], gc.get_freeze_count()))
+
+    asyncio.run(
+        serve_granian.GranianLifespan(application=None)({"type": "lifespan"}, receive, send)
+    )
+    return sent
+
+
 def test_the_granian_application_answers_lifespan_and_chains_the_servers_signal_handler(
     signal_handlers_restored,
 ):
     granian_handler_calls: list[int] = []
     signal.signal(signal.SIGTERM, lambda number, frame: granian_handler_calls.append(number))
 
-    messages = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return messages.pop(0)
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    app = serve_granian.GranianLifespan(application=None)
-    asyncio.run(app({"type": "lifespan"}, receive, send))
+    sent = run_granian_lifespan()
     os.kill(os.getpid(), signal.SIGTERM)  # after the loop closed: Granian's handler still runs
 
-    assert [message["type"] for message in sent] == [
+    assert [message_type for message_type, _ in sent] == [
         "lifespan.startup.complete",
         "lifespan.shutdown.complete",
     ]
@@ -186,21 +194,10 @@ def test_freezing_the_startup_heap_collects_garbage_first_and_exempts_what_lives
 def test_the_granian_worker_freezes_its_startup_heap_before_serving(
     signal_handlers_restored, unfrozen_afterwards
 ):
-    frozen_at_startup: list[int] = []
-    messages = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent = run_granian_lifespan()
 
-    async def receive() -> dict[str, Any]:
-        return messages.pop(0)
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "lifespan.startup.complete":
-            frozen_at_startup.append(gc.get_freeze_count())
-
-    asyncio.run(
-        serve_granian.GranianLifespan(application=None)({"type": "lifespan"}, receive, send)
-    )
-
-    assert frozen_at_startup[0] > 0
+    frozen_at_startup = dict(sent)["lifespan.startup.complete"]
+    assert frozen_at_startup > 0
 
 
 def test_daphne_serving_freezes_the_startup_heap_before_it_runs(
