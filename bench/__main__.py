@@ -13,7 +13,7 @@ import orjson
 
 from bench import report
 from bench.scenarios import PROFILED, SCENARIOS, run_growth, run_scenario
-from bench.stack import REPO, gateway_description, machine, running_stack
+from bench.stack import REPO, emulator_server, gateway_description, machine, running_stack
 
 
 def _git_commit() -> str:
@@ -39,6 +39,7 @@ async def bench(names: list[str], long_run: bool) -> int:
     info["commit"] = _git_commit()
     info["date"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     info["gateway"] = gateway_description()
+    info["emulator"] = emulator_server()
     with running_stack() as stack:
         assert stack.gateway is not None
         assert stack.emulator is not None
@@ -67,7 +68,8 @@ async def bench(names: list[str], long_run: bool) -> int:
         f"machine: {info['nproc']} cores × {info['cpu']}, {info['memory']} RAM, "
         f"Linux {info['kernel']}, Python {info['python']}; load average at the end "
         f"{' '.join(load)}\n"
-        f"emulator pinned to core {stack.emulator_core}, gateway ({gateway_description()}) to "
+        f"emulator ({emulator_server().capitalize()}) pinned to core {stack.emulator_core}, "
+        f"gateway ({gateway_description()}) to "
         f"core {stack.gateway_core}; {stack.database}, no Redis, GATEHOUSE_CACHE_TTL default (5 s)\n"
     )
     print(report.table(rows))
