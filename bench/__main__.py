@@ -68,8 +68,8 @@ async def bench(names: list[str], long_run: bool) -> int:
         f"machine: {info['nproc']} cores × {info['cpu']}, {info['memory']} RAM, "
         f"Linux {info['kernel']}, Python {info['python']}; load average at the end "
         f"{' '.join(load)}\n"
-        f"emulator ({emulator_server().capitalize()}) pinned to core {stack.emulator_core}, "
-        f"gateway ({gateway_description()}) to "
+        f"emulator ({info['emulator'].capitalize()}) pinned to core {stack.emulator_core}, "
+        f"gateway ({info['gateway']}) to "
         f"core {stack.gateway_core}; {stack.database}, no Redis, GATEHOUSE_CACHE_TTL default (5 s)\n"
     )
     print(report.table(rows))

@@ -325,7 +325,8 @@ def emulator_server() -> str:
     the emulator saturates its core at about 2,500 req/s on the Intel Xeon VM, so the direct
     side measured the emulator, and through the gateway two slow servers took turns: neither
     core was busy and the gateway sat at 77 % of its core. Under Granian it serves about
-    7,300 req/s and the gateway side measures the gateway (docs/benchmarks.md).
+    7,300 req/s and the gateway side measures the gateway (docs/benchmarks.md, "The emulator
+    under Granian").
     """
     return _server_choice("BENCH_EMULATOR_SERVER", "granian")
 
@@ -334,21 +335,25 @@ def emulator_argv(port: int) -> list[str]:
     """The upstream emulator on `port`, under `emulator_server()`."""
     if emulator_server() == "daphne":
         return [PYTHON, "-m", "gateway.emulator.server", "--port", str(port)]
+    return _granian_argv(
+        port, "--no-ws", "--log-level", "warning", "--factory", "gateway.emulator.app:EmulatorApp"
+    )
+
+
+def _granian_argv(port: int, *options: str) -> list[str]:
+    """Granian's own command line: one worker on uvloop serving an ASGI application."""
+    granian = str(Path(PYTHON).parent / "granian")
     return [
-        str(Path(PYTHON).parent / "granian"),
+        granian,
         "--interface",
         "asgi",
         "--loop",
         "uvloop",
-        "--no-ws",
-        "--log-level",
-        "warning",
         "--host",
         HOST,
         "--port",
         str(port),
-        "--factory",
-        "gateway.emulator.app:EmulatorApp",
+        *options,
     ]
 
 
@@ -377,20 +382,7 @@ def gateway_argv(port: int) -> list[str]:
                 "-p",
                 str(port),
             ]
-        granian = str(Path(PYTHON).parent / "granian")
-        return [
-            granian,
-            "--interface",
-            "asgi",
-            "--loop",
-            "uvloop",
-            "--host",
-            HOST,
-            "--port",
-            str(port),
-            "--access-log",
-            application,
-        ]
+        return _granian_argv(port, "--access-log", application)
     extra = os.environ.get("BENCH_DAPHNE_ARGS", "").split()
     if application is None:
         return [PYTHON, "-m", "gateway.serve", "-b", HOST, "-p", str(port), *extra]
