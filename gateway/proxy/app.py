@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Any
 
 import httpx
@@ -32,6 +31,7 @@ from gateway.proxy.io import (
     send_bytes,
     send_error,
 )
+from gateway.proxy.keepalive import KeepAlive
 from gateway.proxy.lifecycle import in_flight
 from gateway.proxy.upstream_client import build_upstream_client, read_raw
 from gateway.recorder import recorder
@@ -49,7 +49,6 @@ MODELS = "/v1/models"
 TRANSLATED_STREAM_HEADERS = frozenset(
     {b"retry-after", b"retry-after-ms", b"request-id", b"x-request-id"}
 )
-PING_EVENT = b'event: ping\ndata: {"type": "ping"}\n\n'
 UPSTREAM_ERROR_OUTCOME = RequestOutcome.UPSTREAM_ERROR
 
 
@@ -348,41 +347,25 @@ class ProxyApp:
         await send(
             {"type": "http.response.start", "status": response.status_code, "headers": headers}
         )
-        ping_interval = self.config["PING_INTERVAL_S"]
         max_duration = self.config["MAX_STREAM_DURATION_S"]
-        deadline = time.monotonic() + max_duration
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max_duration
+        writer = KeepAlive(send, tap, self.config["PING_INTERVAL_S"])
         capture = exchange.body
         failure: tuple[str, str] | None = None  # (error type, message) for the SSE error event
         sent_whole_events = True  # the bytes sent so far end at an event boundary
+        too_long = (
+            "timeout_error",
+            f"The stream exceeded the gateway's maximum duration of {max_duration:g} s.",
+        )
+        limit = asyncio.timeout_at(deadline)
         try:
-            pending = asyncio.ensure_future(chunks.__anext__())
-            try:
-                while True:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
+            async with limit:
+                async for chunk in chunks:
+                    if loop.time() >= deadline:
                         if not tap.saw_message_stop:
-                            failure = (
-                                "timeout_error",
-                                f"The stream exceeded the gateway's maximum duration of "
-                                f"{max_duration:g} s.",
-                            )
+                            failure = too_long
                         break
-                    done, _ = await asyncio.wait((pending,), timeout=min(ping_interval, remaining))
-                    if not done:
-                        if tap.at_event_boundary and time.monotonic() < deadline:
-                            await send(
-                                {
-                                    "type": "http.response.body",
-                                    "body": PING_EVENT,
-                                    "more_body": True,
-                                }
-                            )
-                        continue
-                    try:
-                        chunk = pending.result()
-                    except StopAsyncIteration:
-                        break
-                    pending = asyncio.ensure_future(chunks.__anext__())
                     was_at_boundary = tap.at_event_boundary
                     malformed_at = tap.feed(chunk)
                     if malformed_at is not None:
@@ -391,15 +374,20 @@ class ProxyApp:
                         sent_whole_events = malformed_at > 0 or was_at_boundary
                         failure = ("api_error", f"Upstream sent {tap.malformed}.")
                     if chunk:
-                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                        # The deadline cuts a wait for upstream, never a write half-way.
+                        limit.reschedule(None)
+                        await writer.write(chunk)
+                        limit.reschedule(deadline)
                         exchange.mark_first_byte()
                         if capture is not None:
                             capture.add_response(chunk)
                     if failure is not None:
                         break
-            finally:
-                if not pending.done():
-                    pending.cancel()
+        except TimeoutError:
+            if not limit.expired():
+                raise
+            if not tap.saw_message_stop:
+                failure = too_long
         except httpx.TimeoutException as error:
             failure = ("timeout_error", f"Upstream stream failed: {type(error).__name__}.")
         except httpx.HTTPError as error:
@@ -408,6 +396,7 @@ class ProxyApp:
             logger.exception("Relaying stream %s failed", exchange.request_id)
             failure = ("api_error", "The gateway failed while relaying the stream.")
         finally:
+            writer.stop()
             exchange.usage = tap.usage.usage
             exchange.iterations = tap.usage.iterations
             if upstream.adapter.passthrough:
@@ -421,7 +410,7 @@ class ProxyApp:
             exchange.row["outcome"] = RequestOutcome.STREAM_ERROR
             exchange.row["error_type"] = str(tap.error.get("type", "api_error"))[:64]
             exchange.row["error_message"] = str(tap.error.get("message", ""))[:500]
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            await writer.write(b"", more_body=False)
             return
         if failure is not None:
             error_type, message = failure
@@ -433,15 +422,9 @@ class ProxyApp:
                 sent_whole_events = tap.at_event_boundary
             # A half-sent event is ended first, so the error is an event of its own.
             separator = b"" if sent_whole_events else b"\n\n"
-            await send(
-                {
-                    "type": "http.response.body",
-                    "body": separator + error_event(error_type, message),
-                    "more_body": False,
-                }
-            )
+            await writer.write(separator + error_event(error_type, message), more_body=False)
             return
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        await writer.write(b"", more_body=False)
 
 
 def parse_messages_body(body: bytes, content_type: str | None) -> dict[str, Any]:
