@@ -244,11 +244,13 @@ async def closed_loop(
     duration_s: float,
     track_deltas: bool,
     hard_timeout_s: float = 60.0,
+    stagger_s: float = 0.0,
 ) -> RunResult:
     """`concurrency` keep-alive connections, each sending its next request when the last ends.
 
     Stops starting requests after `max_requests` or `duration_s`, whichever comes first;
-    aborts whatever is still open `hard_timeout_s` after that.
+    aborts whatever is still open `hard_timeout_s` after that. With `stagger_s`, the
+    connections' first requests are spread evenly over that time instead of all leaving at once.
     """
     result = RunResult()
     connections = await asyncio.gather(*(connect(host, port) for _ in range(concurrency)))
@@ -256,8 +258,10 @@ async def closed_loop(
     result.started = perf()
     deadline = result.started + duration_s
 
-    async def worker(connection: Connection) -> None:
+    async def worker(connection: Connection, start_after: float) -> None:
         samples = result.samples
+        if start_after:
+            await asyncio.sleep(start_after)
         while budget[0] > 0 and perf() < deadline:
             budget[0] -= 1
             try:
@@ -269,7 +273,10 @@ async def closed_loop(
             if sample.status != 200:
                 result.note_error(ResponseError(f"HTTP {sample.status}"))
 
-    tasks = [asyncio.ensure_future(worker(connection)) for connection in connections]
+    tasks = [
+        asyncio.ensure_future(worker(connection, index * stagger_s / concurrency))
+        for index, connection in enumerate(connections)
+    ]
     _, pending = await asyncio.wait(tasks, timeout=duration_s + hard_timeout_s)
     for connection in connections:
         connection.abort() if pending else connection.close()
