@@ -348,24 +348,14 @@ class ProxyApp:
             {"type": "http.response.start", "status": response.status_code, "headers": headers}
         )
         max_duration = self.config["MAX_STREAM_DURATION_S"]
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + max_duration
         writer = KeepAlive(send, tap, self.config["PING_INTERVAL_S"])
         capture = exchange.body
         failure: tuple[str, str] | None = None  # (error type, message) for the SSE error event
         sent_whole_events = True  # the bytes sent so far end at an event boundary
-        too_long = (
-            "timeout_error",
-            f"The stream exceeded the gateway's maximum duration of {max_duration:g} s.",
-        )
-        limit = asyncio.timeout_at(deadline)
+        limit = asyncio.timeout(max_duration)  # one timer for the stream, not one per chunk
         try:
             async with limit:
                 async for chunk in chunks:
-                    if loop.time() >= deadline:
-                        if not tap.saw_message_stop:
-                            failure = too_long
-                        break
                     was_at_boundary = tap.at_event_boundary
                     malformed_at = tap.feed(chunk)
                     if malformed_at is not None:
@@ -374,10 +364,7 @@ class ProxyApp:
                         sent_whole_events = malformed_at > 0 or was_at_boundary
                         failure = ("api_error", f"Upstream sent {tap.malformed}.")
                     if chunk:
-                        # The deadline cuts a wait for upstream, never a write half-way.
-                        limit.reschedule(None)
                         await writer.write(chunk)
-                        limit.reschedule(deadline)
                         exchange.mark_first_byte()
                         if capture is not None:
                             capture.add_response(chunk)
@@ -385,16 +372,18 @@ class ProxyApp:
                         break
         except TimeoutError:
             if not limit.expired():
-                raise
-            if not tap.saw_message_stop:
-                failure = too_long
+                failure = _relay_failed(exchange)
+            elif not tap.saw_message_stop:
+                failure = (
+                    "timeout_error",
+                    f"The stream exceeded the gateway's maximum duration of {max_duration:g} s.",
+                )
         except httpx.TimeoutException as error:
             failure = ("timeout_error", f"Upstream stream failed: {type(error).__name__}.")
         except httpx.HTTPError as error:
             failure = ("api_error", f"Upstream stream failed: {type(error).__name__}.")
         except Exception:  # a translator's bug must still end the stream in Anthropic's shape
-            logger.exception("Relaying stream %s failed", exchange.request_id)
-            failure = ("api_error", "The gateway failed while relaying the stream.")
+            failure = _relay_failed(exchange)
         finally:
             writer.stop()
             exchange.usage = tap.usage.usage
@@ -419,7 +408,8 @@ class ProxyApp:
             exchange.row["error_type"] = error_type
             exchange.row["error_message"] = message
             if tap.malformed is None:
-                sent_whole_events = tap.at_event_boundary
+                # A write the deadline cut may have left anything with the client: end it.
+                sent_whole_events = tap.at_event_boundary and not writer.write_cut
             # A half-sent event is ended first, so the error is an event of its own.
             separator = b"" if sent_whole_events else b"\n\n"
             await writer.write(separator + error_event(error_type, message), more_body=False)
@@ -499,6 +489,12 @@ def _record_upstream_error(exchange: Exchange, document: dict[str, Any] | None) 
     if isinstance(error, dict):
         exchange.row["error_type"] = str(error.get("type", ""))[:64]
         exchange.row["error_message"] = str(error.get("message", ""))[:500]
+
+
+def _relay_failed(exchange: Exchange) -> tuple[str, str]:
+    """The gateway's own failure while relaying (a translator's bug): logged, and told as such."""
+    logger.exception("Relaying stream %s failed", exchange.request_id)
+    return ("api_error", "The gateway failed while relaying the stream.")
 
 
 async def _watch_disconnect(receive: Any, exchange: Exchange, task: asyncio.Task | None) -> None:

@@ -23,7 +23,17 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 class KeepAlive:
     """Writes for one stream: the relay's chunks through `write`, pings when upstream is silent."""
 
-    __slots__ = ("_loop", "_send", "_tap", "_interval", "_last", "_relaying", "_ping", "_timer")
+    __slots__ = (
+        "_loop",
+        "_send",
+        "_tap",
+        "_interval",
+        "_last",
+        "_relaying",
+        "_ping",
+        "_timer",
+        "write_cut",
+    )
 
     def __init__(self, send: Send, tap: SSETap, interval: float) -> None:
         self._loop = asyncio.get_running_loop()
@@ -34,6 +44,7 @@ class KeepAlive:
         self._relaying = False  # the relay is in `write`: a ping must not go now
         self._ping: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = self._loop.call_later(interval, self._wake)
+        self.write_cut = False  # a write was cancelled: the client may have all, some or none
 
     async def write(self, body: bytes, *, more_body: bool = True) -> None:
         """Send `body` to the client once any ping being written has gone out.
@@ -47,6 +58,9 @@ class KeepAlive:
                 await ping
             await self._send({"type": "http.response.body", "body": body, "more_body": more_body})
             self._last = self._loop.time()
+        except asyncio.CancelledError:
+            self.write_cut = True
+            raise
         finally:
             self._relaying = False
 

@@ -17,15 +17,15 @@ STOP = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
 
 
 class Client:
-    """An ASGI `send` that records each body, optionally taking its time over pings."""
+    """An ASGI `send` that records each body, optionally taking its time over some."""
 
-    def __init__(self, ping_takes: float = 0.0) -> None:
+    def __init__(self, ping_takes: float = 0.0, delta_takes: float = 0.0) -> None:
         self.bodies: list[bytes] = []
-        self.ping_takes = ping_takes
+        self.takes = {PING_EVENT: ping_takes, DELTA: delta_takes}
 
     async def send(self, message: dict[str, Any]) -> None:
-        if message["body"] == PING_EVENT and self.ping_takes:
-            await asyncio.sleep(self.ping_takes)
+        if self.takes.get(message["body"]):
+            await asyncio.sleep(self.takes[message["body"]])
         self.bodies.append(message["body"])
 
 
@@ -75,3 +75,19 @@ async def test_a_write_waits_for_the_ping_being_sent_and_a_stopped_writer_pings_
     await asyncio.sleep(INTERVAL * 3)
 
     assert client.bodies == [START, PING_EVENT, STOP]
+
+
+async def test_a_write_cut_by_cancellation_is_remembered_so_the_error_event_starts_clean():
+    tap, client = SSETap(), Client(delta_takes=INTERVAL * 10)
+    writer = KeepAlive(client.send, tap, INTERVAL)
+    await relay(writer, tap, START)
+    assert not writer.write_cut
+
+    write = asyncio.ensure_future(relay(writer, tap, DELTA))
+    await asyncio.sleep(INTERVAL / 2)
+    write.cancel()
+    await asyncio.gather(write, return_exceptions=True)
+    writer.stop()
+
+    assert writer.write_cut
+    assert client.bodies == [START]
