@@ -340,8 +340,14 @@ def emulator_argv(port: int) -> list[str]:
     )
 
 
+WAVE_ROOM = 4096  # connections a bench server must hold at once: the 2,000-stream wave, twice
+
+
 def _granian_argv(port: int, *options: str) -> list[str]:
-    """Granian's own command line: one worker on uvloop serving an ASGI application."""
+    """Granian's own command line: one worker on uvloop serving an ASGI application.
+
+    Granian serves at most `--backpressure` requests at once (by default its backlog, 1024) and
+    leaves the rest unanswered: the 2,000-stream wave needs room for all of them."""
     granian = str(Path(PYTHON).parent / "granian")
     return [
         granian,
@@ -353,6 +359,10 @@ def _granian_argv(port: int, *options: str) -> list[str]:
         HOST,
         "--port",
         str(port),
+        "--backlog",
+        str(WAVE_ROOM),
+        "--backpressure",
+        str(WAVE_ROOM),
         *options,
     ]
 
