@@ -25,7 +25,6 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -90,20 +89,6 @@ def read_spool_file(path: Path) -> tuple[list[dict[str, Any]], list[bytes]]:
         except (ValueError, TypeError):
             unreadable.append(line)
     return rows, unreadable
-
-
-def _letting_the_loop_in(rows: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Each row, after giving up the GIL for a moment.
-
-    Pricing and preparing a batch is pure Python: without a blocking call the writer keeps the
-    GIL until the interpreter's 5 ms switch interval forces it out, and every request in flight
-    on the event loop waits. Handing the GIL over between rows lets the loop in within one row's
-    work. Measured in alternating pairs (`make bench BENCH_ARGS="slow_c64 ns_c1"`, Granian,
-    3 pairs): slow-stream TTFT p99 +8.2/+7.9/+5.5 → +6.1/+4.4/+4.8 ms, c=1 p99
-    +4.7/+5.0/+3.7 → +3.0/+2.9/+2.0 ms."""
-    for row in rows:
-        time.sleep(0)
-        yield row
 
 
 def _close_connections() -> None:
@@ -336,7 +321,7 @@ class RequestRecorder:
         priced_rows = []
         bodies: list[RequestBody] = []
         key_last_used: dict[int, datetime] = {}
-        for row in _letting_the_loop_in(rows):
+        for row in rows:
             row = self._priced(dict(row))
             body = row.pop("body", None)
             if body is not None:
@@ -347,7 +332,7 @@ class RequestRecorder:
                 key_last_used[key_id] = max(
                     key_last_used.get(key_id, row["started_at"]), row["started_at"]
                 )
-        _request_log_insert.insert(_letting_the_loop_in(priced_rows))
+        _request_log_insert.insert(priced_rows)
         if bodies:
             RequestBody.objects.bulk_create(bodies, ignore_conflicts=True, batch_size=50)
         if key_last_used:
