@@ -12,16 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
 
+from gateway.proxy.io import Send
 from gateway.sse import SSETap
 
 logger = logging.getLogger(__name__)
 
 PING_EVENT = b'event: ping\ndata: {"type": "ping"}\n\n'
-
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class KeepAlive:
