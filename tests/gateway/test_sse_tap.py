@@ -1,3 +1,7 @@
+import orjson
+from hypothesis import given
+from hypothesis import strategies as st
+
 from gateway.sse import SSETap
 
 STREAM = (
@@ -140,3 +144,82 @@ def test_the_offset_of_a_malformed_event_counts_the_chunks_own_crlf_bytes():
     offset = tap.feed(head + BROKEN_DELTA.replace(b"\n", b"\r\n"))
 
     assert offset == len(head)
+
+
+def delta_event(text: bytes, index: bytes = b"0") -> bytes:
+    return (
+        b'event: content_block_delta\ndata: {"type":"content_block_delta","index":'
+        + index
+        + b',"delta":{"type":"text_delta","text":"'
+        + text
+        + b'"}}\n\n'
+    )
+
+
+def test_a_run_of_deltas_counts_every_event_as_the_general_reader_does():
+    stream = SOUND_HEAD + b"".join(delta_event(b"w\\u00f6rd %d " % i) for i in range(50))
+    stream += STREAM[STREAM.index(b"event: content_block_stop") :]
+    general = SSETap()  # no space after the colons: every event read one by one
+    assert general.feed(stream.replace(b"event: ", b"event:").replace(b"data: ", b"data:")) is None
+
+    tap = SSETap()
+
+    assert tap.feed(stream) is None
+    assert tap.events_seen == general.events_seen == 55
+    assert tap.usage.usage == general.usage.usage
+    assert tap.saw_message_stop is True
+
+
+# Pieces a delta's text is built from: plain and non-ASCII text, every JSON escape, and
+# what JSON refuses in a string: a bare quote or backslash, control bytes, bad escapes, lone
+# surrogate escapes, bytes that are not UTF-8 (an encoded surrogate among them).
+TEXT_PIECES = st.sampled_from(
+    [
+        b"a",
+        b" ",
+        "wörd 😀".encode(),
+        b'\\"',
+        b"\\\\",
+        b"\\/",
+        b"\\b\\f\\n\\r\\t",
+        b"\\u00e9",
+        b"\\ud83d\\ude00",
+        b"\\ud83d",
+        b"\\ude00",
+        b"\\uDBFF\\uDFFF",
+        b"\\u12",
+        b"\\x",
+        b'"',
+        b"\\",
+        b"\x00",
+        b"\x1f",
+        b"\t",
+        b"\x7f",
+        b"\xff",
+        b"\xc3",
+        b"\xed\xa0\x80",
+    ]
+)
+
+
+@given(
+    text=st.lists(TEXT_PIECES, max_size=6).map(b"".join),
+    index=st.sampled_from([b"0", b"7", b"12", b"01", b"-1", b"1.5"]),
+    before=st.integers(min_value=0, max_value=3),
+)
+def test_a_delta_is_malformed_exactly_when_its_data_is_not_one_json_object(text, index, before):
+    """However a delta's text is written, the tap agrees with a JSON parser, and a bad delta
+    inside a run of sound ones is found where it starts."""
+    event = delta_event(text, index)
+    data = event[event.index(b"data: ") + 6 : -2]
+    try:
+        is_sound = isinstance(orjson.loads(data), dict)
+    except orjson.JSONDecodeError:
+        is_sound = False
+    head = SOUND_HEAD + delta_event("né %d".encode() % 1) * before
+    tap = SSETap()
+
+    offset = tap.feed(head + event + delta_event(b"after"))
+
+    assert offset == (None if is_sound else len(head))
+    assert (tap.malformed is None) == is_sound
