@@ -278,7 +278,7 @@ class ProxyApp:
         endpoint: str,
         model: str,
     ) -> None:
-        body = await _read_whole(upstream.response)
+        body = await _read_whole(upstream)
         status = upstream.response.status_code
         headers = upstream.response.headers.raw
         if not upstream.adapter.passthrough:
@@ -457,12 +457,13 @@ def _storable(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-async def _read_whole(response: httpx.Response) -> bytes:
+async def _read_whole(upstream: UpstreamResponse) -> bytes:
     """A non-streamed answer's body; a connection lost or stalled on the way is the
     provider's failure, answered in Anthropic's shape (nothing has reached the client yet).
     A body that is not content-encoded (we ask for identity) skips httpx's decoder chain."""
+    response = upstream.response
     try:
-        if response.is_stream_consumed or "content-encoding" in response.headers:
+        if response.is_stream_consumed or upstream.is_content_encoded:
             return await response.aread()  # read already (to choose a retry): the same bytes
         return await read_raw(response)
     except httpx.TimeoutException as error:

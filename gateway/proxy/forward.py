@@ -57,13 +57,19 @@ def pool_state() -> PoolState:
 class UpstreamResponse:
     response: httpx.Response
     adapter: ProviderAdapter
+    # The response's headers read once, names lower-cased (httpx's lookups rescan them all).
+    headers: dict[str, str]
 
     @property
     def is_stream(self) -> bool:
         """A successful streamed answer: Anthropic SSE, or a provider stream the adapter translates."""
         if not self.adapter.passthrough:
             return self.response.status_code == 200
-        return self.response.headers.get("content-type", "").startswith("text/event-stream")
+        return self.headers.get("content-type", "").startswith("text/event-stream")
+
+    @property
+    def is_content_encoded(self) -> bool:
+        return "content-encoding" in self.headers
 
 
 def prepare_body(
@@ -282,12 +288,12 @@ async def forward(
                         # The error body never arrived whole: nothing to relay from this one.
                         last_problem = _unreachable(provider.name, error)
                     else:
-                        last_response = UpstreamResponse(response, adapter)
+                        last_response = UpstreamResponse(response, adapter, answered)
                     await response.aclose()
                     continue
                 if session_id and affinity != key_id:
                     await state_store.set_affinity(session_id, key_id)
-                return UpstreamResponse(response, adapter)
+                return UpstreamResponse(response, adapter, answered)
             except BaseException:
                 # Cancelled (the client hung up) or failed while judging the answer: the
                 # response must not keep its connection.
