@@ -33,10 +33,14 @@ from typing import Any
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 from config.asgi import application as gatehouse_application  # noqa: E402
+from gateway.access_log import AccessLog, install, installed, logged  # noqa: E402
+from gateway.asgi import is_proxy_path  # noqa: E402
 from gateway.server_tuning import freeze_startup_heap  # noqa: E402
 
 logger = logging.getLogger("gateway.serve")
 
+# `gateway.serve -v 0` sets it to 0: no access log in the workers.
+ACCESS_LOG_ENV = "GATEHOUSE_ACCESS_LOG"
 # Requests one worker serves at once when the open-files limit is unlimited.
 MAX_CONCURRENT = 32768
 
@@ -44,8 +48,9 @@ MAX_CONCURRENT = 32768
 class GranianLifespan:
     """The ASGI application Granian serves: Gatehouse, draining on SIGTERM."""
 
-    def __init__(self, application: Any) -> None:
+    def __init__(self, application: Any, access_log_fd: int = 1) -> None:
         self.application = application
+        self.access_log_fd = access_log_fd  # stdout
         self.is_draining = False
         self._drain: asyncio.Task[None] | None = None
 
@@ -53,17 +58,19 @@ class GranianLifespan:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
         elif self.is_draining and scope["type"] == "http":
-            from gateway.proxy.lifecycle import refuse_while_shutting_down
-
-            await refuse_while_shutting_down(send)
+            await logged(_refuse_while_shutting_down, scope, receive, send)
+        elif scope["type"] == "http" and is_proxy_path(scope["path"]):
+            await self.application(scope, receive, send)  # the proxy logs its own requests
         else:
-            await self.application(scope, receive, send)
+            await logged(self.application, scope, receive, send)
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 self._chain_signal_handlers(asyncio.get_running_loop())
+                if os.environ.get(ACCESS_LOG_ENV, "1") != "0":
+                    install(AccessLog(fd=self.access_log_fd))
                 freeze_startup_heap()  # in the worker: the process that serves
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
@@ -72,6 +79,10 @@ class GranianLifespan:
                 if self._drain is not None:
                     await asyncio.gather(self._drain, return_exceptions=True)
                 await flush_request_log()
+                log = installed()
+                if log is not None:
+                    log.flush()  # the last lines, before the worker exits
+                    install(None)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -113,6 +124,12 @@ class GranianLifespan:
             logger.exception("Graceful shutdown failed; stopping anyway")
 
 
+async def _refuse_while_shutting_down(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    from gateway.proxy.lifecycle import refuse_while_shutting_down
+
+    await refuse_while_shutting_down(send)
+
+
 application = GranianLifespan(gatehouse_application)
 
 
@@ -128,6 +145,7 @@ def run(*, host: str, port: int, workers: int, access_log: bool, backlog: int) -
     # Granian serves at most `backpressure` requests at once per worker (by default its
     # backlog, 1024) and leaves the rest waiting unanswered; a gateway holds thousands of
     # long streams, each with two sockets, so the bound is what the open-files limit allows.
+    os.environ[ACCESS_LOG_ENV] = "1" if access_log else "0"  # read by each worker
     open_files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     concurrent = MAX_CONCURRENT if open_files == resource.RLIM_INFINITY else open_files // 2
     Server(
@@ -139,7 +157,7 @@ def run(*, host: str, port: int, workers: int, access_log: bool, backlog: int) -
         loop=Loops.uvloop,
         backlog=backlog,
         backpressure=max(concurrent, backlog),
-        log_access=access_log,
+        log_access=False,  # Gatehouse writes its own (gateway.access_log), far cheaper
         # a worker that has not ended after the grace period, the cut and the flush is killed
         workers_kill_timeout=int(grace_s + CUT_TIMEOUT_S + FLUSH_TIMEOUT_S + 5),
     ).serve()

@@ -15,6 +15,7 @@ import orjson
 from django.conf import settings
 
 from accounts.contracts import KeyContext
+from gateway import access_log
 from gateway.admission.gate import AdmissionControl
 from gateway.body_log import BodyCapture
 from gateway.errors import GatewayError, error_event
@@ -81,13 +82,8 @@ class ProxyApp:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         path: str = scope["path"]
         method: str = scope["method"]
-        if path == "/api/hello":
-            await self._hello(method, send)
-            return
-        if path == metrics.METRICS_PATH:
-            await metrics.respond(
-                scope, send, client=self._client, in_flight=len(in_flight), outcomes=self.outcomes
-            )
+        if path == "/api/hello" or path == metrics.METRICS_PATH:
+            await access_log.logged(self._answer_outside_the_proxy, scope, receive, send)
             return
         exchange = Exchange(scope, path)
         exchange.row["user_agent"] = (_header(scope, b"user-agent") or "")[:300]
@@ -119,7 +115,19 @@ class ProxyApp:
         finally:
             await in_flight.leave(exchange)
             self.outcomes.count(exchange.row["outcome"])
+            access_log.record(scope, exchange.row.get("status_code"), exchange.started)
             recorder().record(_storable(exchange.finish()))
+
+    async def _answer_outside_the_proxy(
+        self, scope: dict[str, Any], receive: Any, send: Any
+    ) -> None:
+        """The liveness check and the metrics page: no exchange, no request log row."""
+        if scope["path"] == "/api/hello":
+            await self._hello(scope["method"], send)
+        else:
+            await metrics.respond(
+                scope, send, client=self._client, in_flight=len(in_flight), outcomes=self.outcomes
+            )
 
     async def _hello(self, method: str, send: Any) -> None:
         if method in ("HEAD", "GET"):

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from gateway import serve, serve_granian
+from gateway import access_log, serve, serve_granian
 from gateway.server_tuning import FIELDS_LEFT_OUT, freeze_startup_heap
 
 
@@ -49,6 +49,19 @@ def test_granian_serves_as_many_requests_at_once_as_the_open_files_limit_allows(
     assert options["target"] == "gateway.serve_granian:application"
     assert (options["port"], options["workers"], options["log_access"]) == (8123, 3, False)
     assert options["workers_kill_timeout"] > 30  # beyond the default 30 s grace
+
+
+@pytest.mark.parametrize(("verbosity", "workers_log"), [("1", "1"), ("0", "0")])
+def test_under_granian_the_workers_write_gatehouses_access_log_not_granians(
+    recorded, monkeypatch, verbosity, workers_log
+):
+    monkeypatch.delenv(serve_granian.ACCESS_LOG_ENV, raising=False)
+
+    serve.main(["--server", "granian", "-p", "8125", "-v", verbosity])
+
+    [options] = recorded
+    assert options["log_access"] is False  # Granian's own, through `logging`, is never on
+    assert os.environ[serve_granian.ACCESS_LOG_ENV] == workers_log
 
 
 def test_gateway_server_env_selects_granian(recorded, monkeypatch):
@@ -117,6 +130,35 @@ def test_the_granian_application_answers_lifespan_and_chains_the_servers_signal_
         "lifespan.shutdown.complete",
     ]
     assert granian_handler_calls == [signal.SIGTERM]
+
+
+@pytest.mark.parametrize(("setting", "logs"), [("1", True), ("0", False)])
+def test_a_granian_worker_keeps_its_access_log_from_startup_and_writes_the_rest_at_shutdown(
+    signal_handlers_restored, unfrozen_afterwards, monkeypatch, setting, logs
+):
+    read_end, write_end = os.pipe()
+    monkeypatch.setenv(serve_granian.ACCESS_LOG_ENV, setting)
+    seen: list[access_log.AccessLog | None] = []
+    messages = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+
+    async def receive() -> dict[str, Any]:
+        if len(messages) == 1:  # started: one request's line, held for the flush interval
+            seen.append(access_log.installed())
+            access_log.record({"path": "/v1/messages", "raw_path": b"/v1/messages"}, 200, 0.0)
+        return messages.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    lifespan = serve_granian.GranianLifespan(application=None, access_log_fd=write_end)
+    asyncio.run(lifespan({"type": "lifespan"}, receive, send))
+    os.close(write_end)
+    with os.fdopen(read_end) as reader:
+        written = reader.read()
+
+    assert (seen[0] is not None) is logs
+    assert ('"GET /v1/messages HTTP/1.1" 200' in written) is logs
+    assert access_log.installed() is None
 
 
 @pytest.fixture
