@@ -146,9 +146,7 @@ class UpstreamTransport(AiohttpTransport):
                 allow_redirects=False,
                 auto_decompress=False,
                 compress=False,
-                timeout=aiohttp.ClientTimeout(
-                    sock_connect=timeouts.connect, sock_read=timeouts.read, connect=timeouts.pool
-                ),
+                timeout=_client_timeout(timeouts.connect, timeouts.read, timeouts.pool),
             )
         return httpx.Response(
             status_code=upstream.status,
@@ -216,6 +214,13 @@ def open_connections(client: httpx.AsyncClient) -> int:
 @functools.lru_cache(maxsize=1024)
 def _parsed_url(url: str) -> httpx.URL:
     return httpx.URL(url)
+
+
+@functools.lru_cache(maxsize=64)  # immutable, and the same few timeouts on every request
+def _client_timeout(
+    connect: float | None, read: float | None, pool: float | None
+) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(sock_connect=connect, sock_read=read, connect=pool)
 
 
 @functools.lru_cache(maxsize=1024)
