@@ -74,6 +74,10 @@ class StreamUsage:
         if isinstance(usage, Mapping):
             self._fields.update(_present(usage))
 
+    def message_usage(self) -> MessageUsage:
+        """The usage and iterations so far, read in one pass."""
+        return usage_from_message(self._fields, self.requested_ttl)
+
     @property
     def usage(self) -> Usage:
         return usage_from_message(self._fields, self.requested_ttl).usage

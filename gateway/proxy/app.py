@@ -394,8 +394,7 @@ class ProxyApp:
             failure = _relay_failed(exchange)
         finally:
             writer.stop()
-            exchange.usage = tap.usage.usage
-            exchange.iterations = tap.usage.iterations
+            exchange.usage, exchange.iterations = tap.usage.message_usage()
             if upstream.adapter.passthrough:
                 exchange.row["model_served"] = tap.usage.model or exchange.row.get(
                     "model_served", ""

@@ -218,6 +218,7 @@ def test_stream_usage_is_message_start_overwritten_by_message_delta():
     assert stream.model == "claude-opus-5"
     assert stream.stop_reason == "end_turn"
     assert stream.iterations == ()
+    assert stream.message_usage() == (stream.usage, stream.iterations)
 
 
 def test_stream_usage_before_any_event_is_zero():
