@@ -4,8 +4,10 @@ import httpx
 import pytest
 
 from gateway.errors import GatewayError
+from gateway.providers.anthropic import AnthropicAdapter
 from gateway.proxy.app import _read_whole, parse_messages_body
 from gateway.proxy.auth import presented_secret
+from gateway.proxy.forward import UpstreamResponse
 from gateway.proxy.io import MAX_REQUEST_HEADER_BYTES, check_request_headers, read_body
 
 
@@ -187,6 +189,8 @@ async def test_a_whole_answer_is_relayed_as_received_and_a_content_encoded_one_i
     already_read = httpx.Response(200, stream=httpx.ByteStream(body))
     await already_read.aread()
 
-    assert await _read_whole(plain) == body
-    assert await _read_whole(gzipped) == body
-    assert await _read_whole(already_read) == body
+    for response in (plain, gzipped, already_read):
+        headers = {name.lower(): value for name, value in response.headers.items()}
+        upstream = UpstreamResponse(response, AnthropicAdapter(), headers)
+
+        assert await _read_whole(upstream) == body
