@@ -341,6 +341,7 @@ def test_readme_configuration_table_lists_every_variable_settings_read():
         "GATEHOUSE_CONFIG",
         "GATEHOUSE_SERVER",  # read by gateway.serve before Django starts
         "GATEHOUSE_WORKERS",
+        "GATEHOUSE_ACCESS_LOG",  # read by gateway.serve_granian in each worker
         "HOST",
         "PORT",
     }
