@@ -80,11 +80,11 @@ class StreamUsage:
 
     @property
     def usage(self) -> Usage:
-        return usage_from_message(self._fields, self.requested_ttl).usage
+        return self.message_usage().usage
 
     @property
     def iterations(self) -> Iterations:
-        return usage_from_message(self._fields, self.requested_ttl).iterations
+        return self.message_usage().iterations
 
 
 def split_cache_writes(
