@@ -6,6 +6,8 @@ from typing import Any
 
 from asgiref.typing import ASGIReceiveCallable, ASGISendCallable
 
+from gateway.access_log import logged
+
 PROXY_PATH_PREFIXES = ("/v1/", "/api/hello")
 PROXY_EXACT_PATHS = frozenset({"/v1", "/metrics"})
 
@@ -27,6 +29,6 @@ class GatewayDispatcher:
         self, scope: dict, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
         if scope["type"] == "http" and is_proxy_path(scope["path"]):
-            await self.proxy_app(scope, receive, send)
+            await self.proxy_app(scope, receive, send)  # the proxy logs its own requests
         else:
-            await self.django_app(scope, receive, send)
+            await logged(self.django_app, scope, receive, send)

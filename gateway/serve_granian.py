@@ -37,7 +37,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 from config.asgi import application as gatehouse_application  # noqa: E402
 from gateway.access_log import AccessLog, install, installed, logged  # noqa: E402
-from gateway.asgi import is_proxy_path  # noqa: E402
 from gateway.server_tuning import freeze_startup_heap  # noqa: E402
 
 logger = logging.getLogger("gateway.serve")
@@ -62,10 +61,10 @@ class GranianLifespan:
             await self._lifespan(receive, send)
         elif self.is_draining and scope["type"] == "http":
             await logged(_refuse_while_shutting_down, scope, receive, send)
-        elif scope["type"] == "http" and is_proxy_path(scope["path"]):
-            await self.application(scope, receive, send)  # the proxy logs its own requests
-        else:
+        elif scope["type"] == "websocket":
             await logged(self.application, scope, receive, send)
+        else:
+            await self.application(scope, receive, send)  # GatewayDispatcher logs HTTP
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         while True:
