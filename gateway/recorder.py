@@ -47,6 +47,7 @@ from gateway.lean_insert import LeanInsert
 from gateway.models import RequestBody, RequestLog
 from gateway.pricing import PriceBook, price_request, quantize_cost
 from gateway.selectors import price_book_load
+from gateway.server_tuning import run_in_background
 
 logger = logging.getLogger(__name__)
 
@@ -183,6 +184,7 @@ class RequestRecorder:
 
     # -- the writer thread -------------------------------------------------------------
     def _run(self) -> None:
+        run_in_background()  # the event loop first: see gateway/server_tuning.py
         while True:
             pending, waiters, stop = self._collect_batch()
             if pending:
@@ -201,6 +203,7 @@ class RequestRecorder:
                 return
 
     def _replay_loop(self) -> None:
+        run_in_background()
         while not self._stopping:
             self._replay_due.wait(DATABASE_RETRY_S if self.database_is_down else REPLAY_INTERVAL_S)
             self._replay_due.clear()

@@ -37,7 +37,11 @@ from twisted.internet import defer, reactor
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
-from gateway.server_tuning import freeze_startup_heap, lean_log_records
+from gateway.server_tuning import (
+    freeze_startup_heap,
+    lean_log_records,
+    short_gil_switch_interval,
+)
 
 # Modules that need Django are imported inside functions: this one loads before Django is set up.
 
@@ -295,6 +299,7 @@ def main(argv: list[str] | None = None) -> None:
         proxy_forwarded_proto_header="X-Forwarded-Proto" if options.proxy_headers else None,
     )
     freeze_startup_heap()
+    short_gil_switch_interval()
     server.run()
     if server.abort_start or not server.listening_addresses:
         sys.exit(1)

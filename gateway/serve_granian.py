@@ -37,7 +37,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 from config.asgi import application as gatehouse_application  # noqa: E402
 from gateway.access_log import AccessLog, install, installed, logged  # noqa: E402
-from gateway.server_tuning import freeze_startup_heap  # noqa: E402
+from gateway.server_tuning import (  # noqa: E402
+    freeze_startup_heap,
+    short_gil_switch_interval,
+)
 
 logger = logging.getLogger("gateway.serve")
 
@@ -74,6 +77,7 @@ class GranianLifespan:
                 if os.environ.get(ACCESS_LOG_ENV, "1") != "0":
                     install(AccessLog(fd=self.access_log_fd))
                 freeze_startup_heap()  # in the worker: the process that serves
+                short_gil_switch_interval()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 from gateway.proxy.lifecycle import flush_request_log

@@ -3,6 +3,8 @@ the writer thread is woken to open a window, for a full batch or a flush, not on
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import pytest
 
 from gateway.models import RequestLog
 from gateway.recorder import RequestRecorder
+from gateway.server_tuning import BACKGROUND_NICENESS
 from tests.gateway.test_recorder_spool import row
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -97,3 +100,29 @@ def test_rows_queued_at_stop_are_written_before_the_writer_ends(tmp_path):
     assert RequestLog.objects.count() == 7
     assert recorder._thread is not None
     assert not recorder._thread.is_alive()
+
+
+def niceness_once_set(thread: threading.Thread | None, timeout_s: float = 5.0) -> int:
+    """The thread's niceness once it has lowered it (each thread does so as it starts)."""
+    assert thread is not None
+    assert thread.native_id is not None
+    deadline = time.monotonic() + timeout_s
+    while (niceness := os.getpriority(os.PRIO_PROCESS, thread.native_id)) != BACKGROUND_NICENESS:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    return niceness
+
+
+def test_the_writer_and_replayer_threads_run_below_the_event_loops_cpu_priority(tmp_path):
+    recorder = RequestRecorder(batch_size=10, flush_interval_s=0.05, spool_dir=tmp_path)
+    own_niceness = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    recorder.record(row("row-0"))
+    recorder.flush_now()
+    try:
+        assert niceness_once_set(recorder._thread) == BACKGROUND_NICENESS
+        assert niceness_once_set(recorder._replayer) == BACKGROUND_NICENESS
+        # niceness is per thread: the thread that records (the event loop's) keeps its own
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == own_niceness
+    finally:
+        recorder.stop()

@@ -8,6 +8,7 @@ import logging
 import os
 import resource
 import signal
+import sys
 import weakref
 from collections.abc import Iterator
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 
 from gateway import access_log, serve, serve_granian
-from gateway.server_tuning import FIELDS_LEFT_OUT, freeze_startup_heap
+from gateway.server_tuning import FIELDS_LEFT_OUT, GIL_SWITCH_INTERVAL_S, freeze_startup_heap
 
 
 class RecordedServer:
@@ -262,3 +263,42 @@ def test_daphne_serving_freezes_the_startup_heap_before_it_runs(
     serve.main(["-p", "8125", "-v", "0"])
 
     assert frozen_at_run[0] > 0
+
+
+@pytest.fixture
+def switch_interval_restored() -> Iterator[None]:
+    """Serving shortens the GIL switch interval of the process it runs in: put it back."""
+    saved = sys.getswitchinterval()
+    sys.setswitchinterval(0.005)  # the interpreter's default
+    yield
+    sys.setswitchinterval(saved)
+
+
+def test_the_granian_worker_lets_its_event_loop_take_the_gil_back_within_a_tenth_of_a_ms(
+    signal_handlers_restored, unfrozen_afterwards, switch_interval_restored
+):
+    run_granian_lifespan()
+
+    assert sys.getswitchinterval() == pytest.approx(GIL_SWITCH_INTERVAL_S)
+
+
+def test_daphne_serving_lets_its_event_loop_take_the_gil_back_within_a_tenth_of_a_ms(
+    monkeypatch, logging_switches, unfrozen_afterwards, switch_interval_restored
+):
+    interval_at_run: list[float] = []
+
+    class RecordedDaphne:
+        abort_start = False
+        listening_addresses = ["127.0.0.1:8125"]
+
+        def __init__(self, application: Any, **options: Any) -> None:
+            pass
+
+        def run(self) -> None:
+            interval_at_run.append(sys.getswitchinterval())
+
+    monkeypatch.setattr(serve, "GatehouseServer", RecordedDaphne)
+
+    serve.main(["-p", "8125", "-v", "0"])
+
+    assert interval_at_run == [pytest.approx(GIL_SWITCH_INTERVAL_S)]
