@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gateway.models import RequestLog
-from gateway.recorder import RequestRecorder
+from gateway.recorder import WRITE_SLICE_ROWS, RequestRecorder
 from gateway.server_tuning import BACKGROUND_NICENESS
 from tests.gateway.test_recorder_spool import row
 
@@ -126,3 +126,28 @@ def test_the_writer_and_replayer_threads_run_below_the_event_loops_cpu_priority(
         assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == own_niceness
     finally:
         recorder.stop()
+
+
+class SlicedRecorder(RequestRecorder):
+    """Notes, at each pause between slices, how many rows its transaction had inserted."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.inserted_at_pauses: list[int] = []
+
+    def _pause_between_slices(self) -> None:
+        self.inserted_at_pauses.append(RequestLog.objects.count())  # the writer's connection
+        super()._pause_between_slices()
+
+
+def test_a_batch_is_inserted_a_slice_at_a_time_with_a_pause_for_the_event_loop_between(
+    tmp_path,
+):
+    recorder = SlicedRecorder(batch_size=1000, flush_interval_s=60.0, spool_dir=tmp_path)
+    for n in range(2 * WRITE_SLICE_ROWS + 2):
+        recorder.record(row(f"row-{n}"))
+    recorder.flush_now()
+    recorder.stop()
+
+    assert recorder.inserted_at_pauses == [WRITE_SLICE_ROWS, 2 * WRITE_SLICE_ROWS]
+    assert RequestLog.objects.count() == 2 * WRITE_SLICE_ROWS + 2
