@@ -151,3 +151,26 @@ def test_a_batch_is_inserted_a_slice_at_a_time_with_a_pause_for_the_event_loop_b
 
     assert recorder.inserted_at_pauses == [WRITE_SLICE_ROWS, 2 * WRITE_SLICE_ROWS]
     assert RequestLog.objects.count() == 2 * WRITE_SLICE_ROWS + 2
+
+
+def test_a_writer_with_a_full_batch_waiting_writes_without_pausing_until_it_has_caught_up(
+    tmp_path,
+):
+    recorder = SlicedRecorder(
+        batch_size=2 * WRITE_SLICE_ROWS, flush_interval_s=60.0, spool_dir=tmp_path
+    )
+    batch = [row(f"row-{n}") for n in range(2 * WRITE_SLICE_ROWS + 1)]
+    waiting = [row(f"waiting-{n}") for n in range(2 * WRITE_SLICE_ROWS + 1)]
+    recorder._queue.extend(waiting)  # behind the batch: the writer is behind
+
+    recorder._write(batch)
+    behind = list(recorder.inserted_at_pauses)
+    recorder._queue.clear()
+    recorder._write(waiting)
+
+    assert behind == []
+    assert recorder.inserted_at_pauses == [
+        len(batch) + WRITE_SLICE_ROWS,
+        len(batch) + 2 * WRITE_SLICE_ROWS,
+    ]
+    assert RequestLog.objects.count() == len(batch) + len(waiting)
