@@ -65,8 +65,8 @@ REJECTED_DIR = "rejected"
 # benchmark VM), with a pause between slices in which this thread wants neither the GIL nor
 # the core. Without it, a request arriving during a batch shared the GIL with the writer until
 # the batch was done, and took up to twice as long: that was most of make bench's non-stream
-# c=1 p99 (+2.3 to +2.6 ms over direct against +1.8 to +2.0 with the slices) and of the slow
-# streams' TTFT p99. A writer with a full batch waiting behind the one it writes does not
+# c=1 p99 (+2.3 to +4.1 ms over direct, against +1.8 to +2.3 ms with the slices) and of the
+# slow streams' TTFT p99. A writer with a full batch waiting behind the one it writes does not
 # pause (`_keeping_up`).
 WRITE_SLICE_ROWS = 5
 WRITE_PAUSE_S = 0.0005

@@ -90,8 +90,9 @@ def short_gil_switch_interval() -> None:
     arrives meanwhile, the event loop waits for the GIL for up to the switch interval, each
     time it wants it back. With the default 5 ms, the slow-stream TTFT p99 of `make bench` was
     +4.9 to +10.5 ms over direct; with 0.1 ms and the writer at a low CPU priority
-    (`run_in_background`), +2.8 to +4.7 ms (docs/benchmarks.md). The interval only matters
-    while two threads want the GIL at once: the loop alone never switches.
+    (`run_in_background`), +2.8 to +5.4 ms, ten runs in eleven within +5 ms (docs/benchmarks.md).
+    The interval only matters while two threads want the GIL at once: the loop alone never
+    switches.
     """
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
 
