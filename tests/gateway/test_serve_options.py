@@ -243,10 +243,10 @@ def test_the_granian_worker_freezes_its_startup_heap_before_serving(
     assert frozen_at_startup > 0
 
 
-def test_daphne_serving_freezes_the_startup_heap_before_it_runs(
-    monkeypatch, logging_switches, unfrozen_afterwards
-):
-    frozen_at_run: list[int] = []
+def serve_under_recorded_daphne(monkeypatch) -> dict[str, Any]:
+    """Run `gateway.serve` with a Daphne that serves nothing; what the process looked like
+    when the server was started."""
+    at_run: dict[str, Any] = {}
 
     class RecordedDaphne:
         abort_start = False
@@ -256,18 +256,24 @@ def test_daphne_serving_freezes_the_startup_heap_before_it_runs(
             pass
 
         def run(self) -> None:
-            frozen_at_run.append(gc.get_freeze_count())
+            at_run["frozen"] = gc.get_freeze_count()
+            at_run["switch_interval"] = sys.getswitchinterval()
 
     monkeypatch.setattr(serve, "GatehouseServer", RecordedDaphne)
-
     serve.main(["-p", "8125", "-v", "0"])
+    return at_run
 
-    assert frozen_at_run[0] > 0
+
+def test_daphne_serving_freezes_the_startup_heap_before_it_runs(
+    monkeypatch, logging_switches, unfrozen_afterwards
+):
+    assert serve_under_recorded_daphne(monkeypatch)["frozen"] > 0
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def switch_interval_restored() -> Iterator[None]:
-    """Serving shortens the GIL switch interval of the process it runs in: put it back."""
+    """Serving shortens the GIL switch interval of the process it runs in: put it back for
+    the tests after (every test here that serves, whatever it checks)."""
     saved = sys.getswitchinterval()
     sys.setswitchinterval(0.005)  # the interpreter's default
     yield
@@ -275,7 +281,7 @@ def switch_interval_restored() -> Iterator[None]:
 
 
 def test_the_granian_worker_lets_its_event_loop_take_the_gil_back_within_a_tenth_of_a_ms(
-    signal_handlers_restored, unfrozen_afterwards, switch_interval_restored
+    signal_handlers_restored, unfrozen_afterwards
 ):
     run_granian_lifespan()
 
@@ -283,22 +289,8 @@ def test_the_granian_worker_lets_its_event_loop_take_the_gil_back_within_a_tenth
 
 
 def test_daphne_serving_lets_its_event_loop_take_the_gil_back_within_a_tenth_of_a_ms(
-    monkeypatch, logging_switches, unfrozen_afterwards, switch_interval_restored
+    monkeypatch, logging_switches, unfrozen_afterwards
 ):
-    interval_at_run: list[float] = []
+    at_run = serve_under_recorded_daphne(monkeypatch)
 
-    class RecordedDaphne:
-        abort_start = False
-        listening_addresses = ["127.0.0.1:8125"]
-
-        def __init__(self, application: Any, **options: Any) -> None:
-            pass
-
-        def run(self) -> None:
-            interval_at_run.append(sys.getswitchinterval())
-
-    monkeypatch.setattr(serve, "GatehouseServer", RecordedDaphne)
-
-    serve.main(["-p", "8125", "-v", "0"])
-
-    assert interval_at_run == [pytest.approx(GIL_SWITCH_INTERVAL_S)]
+    assert at_run["switch_interval"] == pytest.approx(GIL_SWITCH_INTERVAL_S)
