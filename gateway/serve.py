@@ -37,11 +37,7 @@ from twisted.internet import defer, reactor
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
-from gateway.server_tuning import (
-    freeze_startup_heap,
-    lean_log_records,
-    short_gil_switch_interval,
-)
+from gateway.server_tuning import lean_log_records, tune_the_serving_process
 
 # Modules that need Django are imported inside functions: this one loads before Django is set up.
 
@@ -298,8 +294,7 @@ def main(argv: list[str] | None = None) -> None:
         proxy_forwarded_port_header="X-Forwarded-Port" if options.proxy_headers else None,
         proxy_forwarded_proto_header="X-Forwarded-Proto" if options.proxy_headers else None,
     )
-    freeze_startup_heap()
-    short_gil_switch_interval()
+    tune_the_serving_process()
     server.run()
     if server.abort_start or not server.listening_addresses:
         sys.exit(1)

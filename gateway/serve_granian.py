@@ -37,10 +37,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 from config.asgi import application as gatehouse_application  # noqa: E402
 from gateway.access_log import AccessLog, install, installed, logged  # noqa: E402
-from gateway.server_tuning import (  # noqa: E402
-    freeze_startup_heap,
-    short_gil_switch_interval,
-)
+from gateway.server_tuning import tune_the_serving_process  # noqa: E402
 
 logger = logging.getLogger("gateway.serve")
 
@@ -76,8 +73,7 @@ class GranianLifespan:
                 self._chain_signal_handlers(asyncio.get_running_loop())
                 if os.environ.get(ACCESS_LOG_ENV, "1") != "0":
                     install(AccessLog(fd=self.access_log_fd))
-                freeze_startup_heap()  # in the worker: the process that serves
-                short_gil_switch_interval()
+                tune_the_serving_process()  # in the worker: the process that serves
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 from gateway.proxy.lifecycle import flush_request_log

@@ -106,3 +106,10 @@ def run_in_background() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICENESS)
     except OSError:  # not allowed here (a seccomp profile): the thread keeps the default
         logging.getLogger(__name__).debug("could not lower a background thread's priority")
+
+
+def tune_the_serving_process() -> None:
+    """Everything the process that serves applies once the application has loaded, under
+    either server (gateway.serve for Daphne, each Granian worker's lifespan startup)."""
+    freeze_startup_heap()
+    short_gil_switch_interval()
