@@ -339,14 +339,15 @@ class RequestRecorder:
             )
         self.database_is_down = True
 
-    def _write(self, rows: list[dict[str, Any]]) -> None:
-        """Price and insert the batch in one transaction, a slice of rows at a time."""
+    def _write(self, rows: list[dict[str, Any]], *, paced: bool = True) -> None:
+        """Price and insert the batch in one transaction, a slice of rows at a time; pausing
+        between slices unless `paced` is off (a spool replay is catching up by definition)."""
         priced_rows: list[dict[str, Any]] = []
         bodies: list[RequestBody] = []
         key_last_used: dict[int, datetime] = {}
         with transaction.atomic(savepoint=False):
             for start in range(0, len(rows), WRITE_SLICE_ROWS):
-                if start and self._keeping_up():
+                if start and paced and self._keeping_up():
                     self._pause_between_slices()
                 priced = [self._priced(dict(row)) for row in rows[start : start + WRITE_SLICE_ROWS]]
                 for row in priced:
@@ -448,7 +449,7 @@ class RequestRecorder:
         if not rows:
             return []
         try:
-            self._write(rows)
+            self._write(rows, paced=False)
             return []
         except RETRY_LATER_ERRORS:
             raise
@@ -457,7 +458,7 @@ class RequestRecorder:
         refused = []
         for row in rows:
             try:
-                self._write([row])
+                self._write([row], paced=False)
             except RETRY_LATER_ERRORS:
                 raise
             except Exception as error:

@@ -174,3 +174,15 @@ def test_a_writer_with_a_full_batch_waiting_writes_without_pausing_until_it_has_
         len(batch) + 2 * WRITE_SLICE_ROWS,
     ]
     assert RequestLog.objects.count() == len(batch) + len(waiting)
+
+
+def test_a_spool_replay_writes_without_pausing_since_it_is_catching_up(tmp_path):
+    recorder = SlicedRecorder(batch_size=1000, flush_interval_s=60.0, spool_dir=tmp_path)
+    spooled = [row(f"spooled-{n}") for n in range(2 * WRITE_SLICE_ROWS + 1)]
+    recorder._spool(spooled)
+
+    recorder._replay_spool()
+
+    assert recorder.inserted_at_pauses == []
+    assert RequestLog.objects.count() == len(spooled)
+    assert list(tmp_path.glob("*.jsonl")) == []
