@@ -86,7 +86,7 @@ SCENARIOS: dict[str, Scenario] = {
 PROFILED = ("ns_c32", "st_c32")
 
 
-def request_bytes(scenario: Scenario, *, port: int, api_key: str) -> bytes:
+def request_body(scenario: Scenario) -> bytes:
     body: dict[str, Any] = {
         "model": MODEL,
         "max_tokens": 256,
@@ -94,6 +94,11 @@ def request_bytes(scenario: Scenario, *, port: int, api_key: str) -> bytes:
     }
     if scenario.stream:
         body["stream"] = True
+    return orjson.dumps(body)
+
+
+def request_headers(scenario: Scenario, *, api_key: str) -> dict[str, str]:
+    """The scenario's request headers but Host and Content-Length."""
     headers = {
         "content-type": "application/json",
         "anthropic-version": "2023-06-01",
@@ -104,8 +109,16 @@ def request_bytes(scenario: Scenario, *, port: int, api_key: str) -> bytes:
         headers["x-emulator-deltas"] = str(scenario.deltas)
     if scenario.delay_ms is not None:
         headers["x-emulator-delta-delay-ms"] = str(scenario.delay_ms)
+    return headers
+
+
+def request_bytes(scenario: Scenario, *, port: int, api_key: str) -> bytes:
     return loadgen.build_request(
-        host=HOST, port=port, path="/v1/messages", body=orjson.dumps(body), headers=headers
+        host=HOST,
+        port=port,
+        path="/v1/messages",
+        body=request_body(scenario),
+        headers=request_headers(scenario, api_key=api_key),
     )
 
 

@@ -401,7 +401,9 @@ def gateway_argv(port: int) -> list[str]:
 
 
 @contextlib.contextmanager
-def running_stack(*, keep_var_dir: bool = False) -> Iterator[Stack]:
+def running_stack(*, keep_var_dir: bool = False, with_gateway: bool = True) -> Iterator[Stack]:
+    """A throwaway database with the bench's key and route, the emulator, and (unless
+    `with_gateway` is off, for a caller that runs Gatehouse itself) the gateway server."""
     raise_open_files_limit()
     prioritise(os.getpid())
     cores = sorted(os.sched_getaffinity(0))
@@ -433,19 +435,20 @@ def running_stack(*, keep_var_dir: bool = False) -> Iterator[Stack]:
             emulator_argv(emulator_port),
             emulator_env,
         )
-        gateway_env = dict(stack.env)
-        if os.environ.get("BENCH_PYTHONPATH"):
-            gateway_env["PYTHONPATH"] = os.environ["BENCH_PYTHONPATH"]
         # where bench.floor (the bare pass-through to compare with) sends its requests
-        gateway_env["BENCH_FLOOR_UPSTREAM"] = f"http://{HOST}:{emulator_port}"
-        stack.gateway = _start(
-            stack,
-            "gateway",
-            stack.gateway_core,
-            gateway_port,
-            gateway_argv(gateway_port),
-            gateway_env,
-        )
+        stack.env["BENCH_FLOOR_UPSTREAM"] = f"http://{HOST}:{emulator_port}"
+        if with_gateway:
+            gateway_env = dict(stack.env)
+            if os.environ.get("BENCH_PYTHONPATH"):
+                gateway_env["PYTHONPATH"] = os.environ["BENCH_PYTHONPATH"]
+            stack.gateway = _start(
+                stack,
+                "gateway",
+                stack.gateway_core,
+                gateway_port,
+                gateway_argv(gateway_port),
+                gateway_env,
+            )
         yield stack
     finally:
         for server in reversed(stack.servers):
