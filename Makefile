@@ -38,9 +38,14 @@ clean:
 # Benchmarks (docs/benchmarks.md): the emulator and Gatehouse under Daphne, each on its own core,
 # loaded directly and through the gateway in interleaved rounds. BENCH_LONG=1 adds the
 # 100,000-request no-growth run. `make profile` py-spies the gateway (installed on demand).
-.PHONY: profile
+# `make bench-instructions` drives the application in-process: CPU per request, and with
+# BENCH_ARGS=--valgrind instructions per request, which a noisy machine does not blur.
+.PHONY: profile bench-instructions
 bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+bench-instructions: install
+	$(BIN)/python -m bench.instructions $(BENCH_ARGS)
 
 profile: install
 	test -x $(BIN)/py-spy || $(BIN)/python -m pip install --quiet py-spy

@@ -1,0 +1,337 @@
+"""`make bench-instructions`: what the proxy's own Python costs per request, in numbers a noisy
+machine does not blur.
+
+`make bench` measures through a real server on a real core, the way users see the gateway. On
+a shared VM its numbers move by ±20 % from one minute to the next, more than most single
+changes are worth. This drives the ASGI application in-process instead (no server, no
+loopback client, nothing between the application and its `send`), against the emulator on the
+other core: a warm-up, then N requests from 32 concurrent tasks, and it reports
+
+- the CPU time per request of the whole process (the event loop and the request log's writer);
+- with `--valgrind`, the instructions per request of the measured requests alone (callgrind,
+  instrumentation switched on after the warm-up and off before the exit). On the bench VM
+  these repeat within about 1 % from run to run, while the CPU time can move by 20 %.
+
+Both for Gatehouse (as `gateway.serve` runs it: production settings, access log on, the
+serving process tuned) and for the bare pass-through `bench.floor`, so what Gatehouse adds is
+the difference. Run it before and after a change to see what the change is worth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.scenarios import SCENARIOS, Scenario, request_body, request_headers
+from bench.stack import HOST, PYTHON, REPO, running_stack
+
+APPS = ("gateway", "floor")
+DEFAULT_SCENARIOS = ("ns_c32", "st_c32")
+DRIVABLE = tuple(name for name, scenario in SCENARIOS.items() if not scenario.wave)
+CONCURRENCY = 32
+WARMUP_REQUESTS = 300
+DEFAULT_REQUESTS = 3200
+DEFAULT_VALGRIND_REQUESTS = 256  # valgrind runs the process about 70 times slower
+
+
+@dataclass(frozen=True)
+class Measurement:
+    scenario: str
+    app: str
+    requests: int
+    errors: int
+    cpu_us: float | None  # process CPU per request; None under valgrind, which slows it 70×
+    instructions: int | None = None  # per request, under valgrind only
+
+
+# --- the child: one application driven in-process -------------------------------------------
+
+
+def _scope(scenario: Scenario, api_key: str, body: bytes) -> dict[str, Any]:
+    headers = [
+        (name.encode(), value.encode())
+        for name, value in request_headers(scenario, api_key=api_key).items()
+    ]
+    headers += [(b"host", HOST.encode()), (b"content-length", str(len(body)).encode())]
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/messages",
+        "raw_path": b"/v1/messages",
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": (HOST, 40000),
+        "server": (HOST, 8000),
+    }
+
+
+async def one_request(application: Any, scope: dict[str, Any], body: bytes) -> int:
+    """One request through `application` as a server would make it; its status (0: none)."""
+    status = 0
+    received = False
+    hang_up = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        nonlocal received
+        if not received:
+            received = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await hang_up.wait()  # never set: the client stays until the response has ended
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    await application(dict(scope), receive, send)
+    return status
+
+
+async def drive(
+    application: Any,
+    scenario: Scenario,
+    *,
+    api_key: str,
+    requests: int,
+    warmup: int = WARMUP_REQUESTS,
+    concurrency: int = CONCURRENCY,
+    on_measuring: Any = None,
+    on_measured: Any = None,
+) -> tuple[int, int, float]:
+    """`warmup` requests, then `requests` more from `concurrency` tasks in closed loops.
+    Returns (requests measured, errors among them, process CPU seconds they took)."""
+    body = request_body(scenario)
+    scope = _scope(scenario, api_key, body)
+    for _ in range(warmup):
+        await one_request(application, scope, body)
+    errors = 0
+    left = requests
+
+    async def worker() -> None:
+        nonlocal errors, left
+        while left > 0:
+            left -= 1
+            if await one_request(application, scope, body) != 200:
+                errors += 1
+
+    if on_measuring is not None:
+        on_measuring()
+    started = time.process_time()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    cpu_s = time.process_time() - started
+    if on_measured is not None:
+        on_measured()
+    return requests, errors, cpu_s
+
+
+def _callgrind(switch: str) -> None:
+    """Instrumentation on or off in this process (which valgrind runs)."""
+    subprocess.run(  # noqa: S603 - valgrind's own control tool, fixed arguments
+        ["callgrind_control", "--instr=" + switch, str(os.getpid())],  # noqa: S607
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+def _gateway_application() -> Any:
+    """Gatehouse as a Granian worker serves it: Django set up, the access log installed, the
+    serving process tuned."""
+    import django
+
+    django.setup()
+    from config.asgi import application
+    from gateway.access_log import AccessLog, install
+    from gateway.server_tuning import tune_the_serving_process
+
+    install(AccessLog(fd=os.open(os.devnull, os.O_WRONLY)))
+    tune_the_serving_process()
+    return application
+
+
+def child(args: argparse.Namespace) -> None:
+    os.sched_setaffinity(0, {args.core})
+    if args.app == "gateway":
+        application = _gateway_application()
+    else:
+        from bench.floor import application
+    import uvloop
+
+    async def run() -> tuple[int, int, float]:
+        result = await drive(
+            application,
+            SCENARIOS[args.scenarios[0]],
+            api_key=args.key,
+            requests=args.requests,
+            warmup=args.warmup,
+            on_measuring=(lambda: _callgrind("on")) if args.valgrind else None,
+            on_measured=(lambda: _callgrind("off")) if args.valgrind else None,
+        )
+        if args.app == "gateway":
+            from gateway.proxy.lifecycle import flush_request_log
+
+            await flush_request_log()
+        return result
+
+    requests, errors, cpu_s = uvloop.run(run())
+    print(orjson.dumps({"requests": requests, "errors": errors, "cpu_s": cpu_s}).decode())
+    sys.stdout.flush()
+    os._exit(0)  # the floor's and the gateway's clients need no goodbye
+
+
+# --- the parent: the stack, one child per scenario and application --------------------------
+
+
+def callgrind_total(path: Path) -> int:
+    """The instruction count callgrind wrote: its `totals:` line (the `summary:` line in the
+    header may be written before the counts and say 0)."""
+    for line in path.read_text().splitlines():
+        if line.startswith("totals:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"No instruction total in {path}")
+
+
+def _measure(
+    env: dict[str, str],
+    *,
+    scenario: str,
+    app: str,
+    key: str,
+    core: int,
+    requests: int,
+    warmup: int,
+    valgrind: bool,
+    work_dir: Path,
+) -> Measurement:
+    argv = [PYTHON, "-m", "bench.instructions", "--child", "--app", app, "--key", key]
+    argv += ["--core", str(core), "--requests", str(requests), "--warmup", str(warmup), scenario]
+    output = work_dir / f"callgrind.{scenario}.{app}.out"
+    if valgrind:
+        valgrind_argv = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
+        argv = [*valgrind_argv, f"--callgrind-out-file={output}", *argv, "--valgrind"]
+    completed = subprocess.run(  # noqa: S603 - our own module, fixed argv
+        argv,
+        cwd=REPO,
+        env={**env, "PYTHONHASHSEED": "0"},  # the same dict layouts from run to run
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
+    if completed.returncode != 0 or not lines:
+        raise RuntimeError(
+            f"{app} / {scenario} failed ({completed.returncode}):\n{completed.stderr[-3000:]}"
+        )
+    result = orjson.loads(lines[-1])
+    measured = result["requests"]
+    return Measurement(
+        scenario=scenario,
+        app=app,
+        requests=measured,
+        errors=result["errors"],
+        cpu_us=None if valgrind else result["cpu_s"] / measured * 1e6,
+        instructions=callgrind_total(output) // measured if valgrind else None,
+    )
+
+
+def table(measurements: list[Measurement]) -> str:
+    lines = [
+        f"{'scenario':24} {'application':12} {'requests':>9} {'errors':>7} "
+        f"{'CPU µs/request':>15} {'instructions/request':>21}",
+        "-" * 92,
+    ]
+    by_scenario: dict[str, dict[str, Measurement]] = {}
+    for item in measurements:
+        by_scenario.setdefault(item.scenario, {})[item.app] = item
+        cpu = f"{item.cpu_us:,.0f}" if item.cpu_us is not None else "—"
+        instructions = f"{item.instructions:,}" if item.instructions is not None else "—"
+        lines.append(
+            f"{SCENARIOS[item.scenario].title:24} {item.app:12} {item.requests:>9,} "
+            f"{item.errors:>7} {cpu:>15} {instructions:>21}"
+        )
+    for name, apps in by_scenario.items():
+        gateway, floor = apps.get("gateway"), apps.get("floor")
+        if gateway is None or floor is None:
+            continue
+        if gateway.instructions is not None and floor.instructions is not None:
+            added = f"{gateway.instructions - floor.instructions:+,} instructions"
+        elif gateway.cpu_us is not None and floor.cpu_us is not None:
+            added = f"{gateway.cpu_us - floor.cpu_us:+,.0f} µs of CPU"
+        else:
+            continue
+        lines.append(f"{SCENARIOS[name].title:24} Gatehouse adds {added} per request")
+    return "\n".join(lines)
+
+
+def parent(args: argparse.Namespace) -> int:
+    if args.valgrind and not (shutil.which("valgrind") and shutil.which("callgrind_control")):
+        raise SystemExit("--valgrind needs valgrind installed (Debian: apt-get install valgrind)")
+    requests = args.requests or (DEFAULT_VALGRIND_REQUESTS if args.valgrind else DEFAULT_REQUESTS)
+    apps = APPS if args.app == "both" else (args.app,)
+    measurements = []
+    with (
+        running_stack(with_gateway=False) as stack,
+        tempfile.TemporaryDirectory(prefix="gatehouse-instructions-") as work,
+    ):
+        for scenario in args.scenarios or DEFAULT_SCENARIOS:
+            for app in apps:
+                print(f"bench: {SCENARIOS[scenario].title}, {app} …", flush=True)
+                measurements.append(
+                    _measure(
+                        stack.env,
+                        scenario=scenario,
+                        app=app,
+                        key=stack.virtual_key,
+                        core=stack.gateway_core,
+                        requests=requests,
+                        warmup=args.warmup,
+                        valgrind=args.valgrind,
+                        work_dir=Path(work),
+                    )
+                )
+    print()
+    print(table(measurements))
+    return 1 if any(item.errors for item in measurements) else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__)
+    parser.add_argument(
+        "scenarios", nargs="*", metavar="scenario", help=f"default: {' '.join(DEFAULT_SCENARIOS)}"
+    )
+    parser.add_argument("--app", choices=(*APPS, "both"), default="both")
+    parser.add_argument("--requests", type=int, default=0, help="measured requests per run")
+    parser.add_argument(
+        "--warmup", type=int, default=WARMUP_REQUESTS, help="requests before the measured ones"
+    )
+    parser.add_argument("--valgrind", action="store_true", help="count instructions")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--key", help=argparse.SUPPRESS)
+    parser.add_argument("--core", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    for name in args.scenarios:
+        if name not in SCENARIOS or SCENARIOS[name].wave:
+            parser.error(f"unknown scenario {name!r}: choose from {', '.join(DRIVABLE)}")
+    if args.child:
+        child(args)  # exits the process
+    return parent(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
