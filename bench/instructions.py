@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,16 @@ CONCURRENCY = 32
 WARMUP_REQUESTS = 300
 DEFAULT_REQUESTS = 3200
 DEFAULT_VALGRIND_REQUESTS = 256  # valgrind runs the process about 70 times slower
+
+
+# What keeps a run's work the same from run to run, however slowly it goes (valgrind runs it
+# about 70 times slower): the same dict layouts; no cache expiring within a run (steady state:
+# no database query per request); request log batches formed by size, never by the clock.
+STEADY_STATE = {
+    "PYTHONHASHSEED": "0",
+    "GATEHOUSE_CACHE_TTL": "3600",
+    "GATEHOUSE_LOG_FLUSH_INTERVAL": "3600",
+}
 
 
 @dataclass(frozen=True)
@@ -111,11 +122,16 @@ async def drive(
     requests: int,
     warmup: int = WARMUP_REQUESTS,
     concurrency: int = CONCURRENCY,
-    on_measuring: Any = None,
-    on_measured: Any = None,
+    write_out: Callable[[], Awaitable[None]] | None = None,
+    on_measuring: Callable[[], None] | None = None,
+    on_measured: Callable[[], None] | None = None,
 ) -> tuple[int, int, float]:
     """`warmup` requests, then `requests` more from `concurrency` tasks in closed loops.
-    Returns (requests measured, errors among them, process CPU seconds they took)."""
+    Returns (requests measured, errors among them, process CPU seconds they took).
+
+    `write_out` (the request log's flush) runs after the warm-up and after the measured
+    requests, so the measurement holds the writing of the measured requests' rows, all of
+    it and nothing else, wherever the writer's batches happen to fall."""
     body = request_body(scenario)
     scope = _scope(scenario, api_key, body)
     for _ in range(warmup):
@@ -130,10 +146,14 @@ async def drive(
             if await one_request(application, scope, body) != 200:
                 errors += 1
 
+    if write_out is not None:
+        await write_out()
     if on_measuring is not None:
         on_measuring()
     started = time.process_time()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
+    if write_out is not None:
+        await write_out()
     cpu_s = time.process_time() - started
     if on_measured is not None:
         on_measured()
@@ -173,21 +193,23 @@ def child(args: argparse.Namespace) -> None:
         from bench.floor import application
     import uvloop
 
+    write_out: Callable[[], Awaitable[None]] | None = None
+    if args.app == "gateway":
+        from gateway.proxy.lifecycle import flush_request_log
+
+        write_out = flush_request_log
+
     async def run() -> tuple[int, int, float]:
-        result = await drive(
+        return await drive(
             application,
             SCENARIOS[args.scenarios[0]],
             api_key=args.key,
             requests=args.requests,
             warmup=args.warmup,
+            write_out=write_out,
             on_measuring=(lambda: _callgrind("on")) if args.valgrind else None,
             on_measured=(lambda: _callgrind("off")) if args.valgrind else None,
         )
-        if args.app == "gateway":
-            from gateway.proxy.lifecycle import flush_request_log
-
-            await flush_request_log()
-        return result
 
     requests, errors, cpu_s = uvloop.run(run())
     print(orjson.dumps({"requests": requests, "errors": errors, "cpu_s": cpu_s}).decode())
@@ -228,7 +250,7 @@ def _measure(
     completed = subprocess.run(  # noqa: S603 - our own module, fixed argv
         argv,
         cwd=REPO,
-        env={**env, "PYTHONHASHSEED": "0"},  # the same dict layouts from run to run
+        env={**env, **STEADY_STATE},
         capture_output=True,
         text=True,
         timeout=3600,
