@@ -31,24 +31,34 @@ COST_PLACES = Decimal("1E-10")  # RequestLog.cost_usd has decimal_places=10
 
 # Large enough for any realistic count × price; Inexact traps anything it cannot hold.
 _EXACT = Context(prec=60, rounding=ROUND_HALF_EVEN, traps=[Inexact, InvalidOperation])
+# Passed to `quantize` as an argument, which reads it and never installs it anywhere.
+_HALF_UP = Context(prec=60, rounding=ROUND_HALF_UP)
 
 _TRAILING_DATE = re.compile(r"-(\d{8})$")
 _VERTEX_DATE = re.compile(r"@(\d{8})$")
 
 
 def cost_of(usage: Usage, price: PriceRow) -> Decimal:
-    """The exact USD cost of `usage` at `price`: each token class at its own rate."""
+    """The exact USD cost of `usage` at `price`: each token class at its own rate.
+
+    Runs up to three times a request (its reservation, its settlement, its log row), and most
+    usages have no cache writes, reads or web searches: a class with no tokens adds nothing,
+    so it is skipped (a zero count is never priced, so its rate is never read)."""
     with localcontext(_EXACT):
         per_mtok = (
             _tokens(usage.input_tokens) * price.input_per_mtok
-            + _tokens(usage.cache_write_5m_tokens) * price.cache_write_5m_per_mtok
-            + _tokens(usage.cache_write_1h_tokens) * price.cache_write_1h_per_mtok
-            + _tokens(usage.cache_read_tokens) * price.cache_read_per_mtok
             + _tokens(usage.output_tokens) * price.output_per_mtok
         )
-        return (
-            per_mtok / TOKENS_PER_PRICE_UNIT + _tokens(usage.web_search_requests) * WEB_SEARCH_USD
-        )
+        if usage.cache_write_5m_tokens:
+            per_mtok += _tokens(usage.cache_write_5m_tokens) * price.cache_write_5m_per_mtok
+        if usage.cache_write_1h_tokens:
+            per_mtok += _tokens(usage.cache_write_1h_tokens) * price.cache_write_1h_per_mtok
+        if usage.cache_read_tokens:
+            per_mtok += _tokens(usage.cache_read_tokens) * price.cache_read_per_mtok
+        cost = per_mtok / TOKENS_PER_PRICE_UNIT
+        if usage.web_search_requests:
+            cost += _tokens(usage.web_search_requests) * WEB_SEARCH_USD
+        return cost
 
 
 def savings_from_cache(usage: Usage, price: PriceRow) -> Decimal:
@@ -69,8 +79,7 @@ def savings_from_cache(usage: Usage, price: PriceRow) -> Decimal:
 
 def quantize_cost(cost: Decimal) -> Decimal:
     """Round (half up) to the 10 places RequestLog keeps; for display and invoices, not sums."""
-    with localcontext(Context(prec=60, rounding=ROUND_HALF_UP)):
-        return cost.quantize(COST_PLACES)
+    return cost.quantize(COST_PLACES, context=_HALF_UP)
 
 
 @functools.lru_cache(maxsize=4096)  # looked up several times per request, for few models
