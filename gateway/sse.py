@@ -74,7 +74,9 @@ class SSETap:
             if run is not None:
                 run_end = run.end()
                 if is_ascii or _is_utf8(data, start, run_end):
-                    self.events_seen += data.count(b"\n\n", start, run_end)
+                    # Three line ends per event in a run (none inside its JSON): counting a
+                    # single byte is a memchr loop, about twice as fast as counting b"\n\n".
+                    self.events_seen += data.count(b"\n", start, run_end) // 3
                     start = run_end
                     continue
                 runs = False  # not UTF-8: the general path says which event is bad
