@@ -60,10 +60,20 @@ class LeanInsert:
         self._statements: dict[str, str] = {}
 
     def insert(self, rows: Iterable[Mapping[str, Any]], *, using: str = "default") -> None:
+        self.insert_values(self.values(rows, using=using), using=using)
+
+    def values(
+        self, rows: Iterable[Mapping[str, Any]], *, using: str = "default"
+    ) -> list[tuple[Any, ...]]:
+        """The rows as the driver takes them, for `insert_values`: a caller may build them a
+        few at a time and insert them all in one statement."""
         connection = connections[using]
-        values = [self._values(row, connection) for row in rows]
+        return [self._values(row, connection) for row in rows]
+
+    def insert_values(self, values: list[tuple[Any, ...]], *, using: str = "default") -> None:
         if not values:
             return
+        connection = connections[using]
         with transaction.atomic(using=using, savepoint=False), connection.cursor() as cursor:
             cursor.executemany(self._statement(connection), values)
 

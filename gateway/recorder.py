@@ -61,13 +61,15 @@ REPLAY_INTERVAL_S = 5.0  # how often the spool is looked at while the database i
 DATABASE_RETRY_S = 2.0  # how often the replayer tries the database while it is failing
 ORPHAN_AGE_S = 60.0  # a claimed or temporary spool file older than this lost its process
 REJECTED_DIR = "rejected"
-# A batch is priced and inserted WRITE_SLICE_ROWS rows at a time (about 0.25 ms of work on the
-# benchmark VM), with a pause between slices in which this thread wants neither the GIL nor
-# the core. Without it, a request arriving during a batch shared the GIL with the writer until
-# the batch was done, and took up to twice as long: that was most of make bench's non-stream
-# c=1 p99 (+2.3 to +4.1 ms over direct, against +1.8 to +2.3 ms with the slices) and of the
-# slow streams' TTFT p99. A writer with a full batch waiting behind the one it writes does not
-# pause (`_keeping_up`).
+# A batch is priced and made into driver values WRITE_SLICE_ROWS rows at a time (about 0.25 ms
+# of work on the benchmark VM), with a pause between slices in which this thread wants neither
+# the GIL nor the core. Without it, a request arriving during a batch shared the GIL with the
+# writer until the batch was done, and took up to twice as long: that was most of make bench's
+# non-stream c=1 p99 (+2.3 to +4.1 ms over direct, against +1.8 to +2.3 ms with the slices) and
+# of the slow streams' TTFT p99. A writer with a full batch waiting behind the one it writes
+# does not pause (`_keeping_up`). The rows are then inserted in one statement: the driver
+# gives the GIL up while the database writes each row, and one statement per slice cost
+# Django's per-statement work 40 times a batch (a fifth of the writer's instructions).
 WRITE_SLICE_ROWS = 5
 WRITE_PAUSE_S = 0.0005
 
@@ -340,9 +342,11 @@ class RequestRecorder:
         self.database_is_down = True
 
     def _write(self, rows: list[dict[str, Any]], *, paced: bool = True) -> None:
-        """Price and insert the batch in one transaction, a slice of rows at a time; pausing
-        between slices unless `paced` is off (a spool replay is catching up by definition)."""
+        """Price the batch a slice of rows at a time, pausing between slices unless `paced` is
+        off (a spool replay is catching up by definition), then insert it in one statement, all
+        in one transaction."""
         priced_rows: list[dict[str, Any]] = []
+        values: list[tuple[Any, ...]] = []
         bodies: list[RequestBody] = []
         key_last_used: dict[int, datetime] = {}
         with transaction.atomic(savepoint=False):
@@ -359,8 +363,9 @@ class RequestRecorder:
                         key_last_used[key_id] = max(
                             key_last_used.get(key_id, row["started_at"]), row["started_at"]
                         )
-                _request_log_insert.insert(priced)
+                values += _request_log_insert.values(priced)
                 priced_rows += priced
+            _request_log_insert.insert_values(values)
             if bodies:
                 RequestBody.objects.bulk_create(bodies, ignore_conflicts=True, batch_size=50)
             if key_last_used:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.lean_insert import LeanInsert
 from gateway.models import RequestLog
 from gateway.recorder import WRITE_SLICE_ROWS, RequestRecorder
 from gateway.server_tuning import BACKGROUND_NICENESS
@@ -129,19 +130,41 @@ def test_the_writer_and_replayer_threads_run_below_the_event_loops_cpu_priority(
 
 
 class SlicedRecorder(RequestRecorder):
-    """Notes, at each pause between slices, how many rows its transaction had inserted."""
+    """Notes, at each pause between slices, how many rows it had priced and how many its
+    transaction had inserted; and how many statements inserted rows."""
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.priced_at_pauses: list[int] = []
         self.inserted_at_pauses: list[int] = []
+        self.priced = 0
+
+    def _priced(self, row: dict) -> dict:
+        self.priced += 1
+        return super()._priced(row)
 
     def _pause_between_slices(self) -> None:
+        self.priced_at_pauses.append(self.priced)
         self.inserted_at_pauses.append(RequestLog.objects.count())  # the writer's connection
         super()._pause_between_slices()
 
 
-def test_a_batch_is_inserted_a_slice_at_a_time_with_a_pause_for_the_event_loop_between(
-    tmp_path,
+@pytest.fixture
+def insert_statements(monkeypatch) -> list[int]:
+    """The number of rows each INSERT statement of the request log carried."""
+    sizes: list[int] = []
+    insert_values = LeanInsert.insert_values
+
+    def counted(self, values, *, using="default"):
+        sizes.append(len(values))
+        insert_values(self, values, using=using)
+
+    monkeypatch.setattr(LeanInsert, "insert_values", counted)
+    return sizes
+
+
+def test_a_batch_is_priced_a_slice_at_a_time_with_pauses_between_then_inserted_in_one_statement(
+    tmp_path, insert_statements
 ):
     recorder = SlicedRecorder(batch_size=1000, flush_interval_s=60.0, spool_dir=tmp_path)
     for n in range(2 * WRITE_SLICE_ROWS + 2):
@@ -149,7 +172,9 @@ def test_a_batch_is_inserted_a_slice_at_a_time_with_a_pause_for_the_event_loop_b
     recorder.flush_now()
     recorder.stop()
 
-    assert recorder.inserted_at_pauses == [WRITE_SLICE_ROWS, 2 * WRITE_SLICE_ROWS]
+    assert recorder.priced_at_pauses == [WRITE_SLICE_ROWS, 2 * WRITE_SLICE_ROWS]
+    assert recorder.inserted_at_pauses == [0, 0]
+    assert insert_statements == [2 * WRITE_SLICE_ROWS + 2]
     assert RequestLog.objects.count() == 2 * WRITE_SLICE_ROWS + 2
 
 
@@ -164,12 +189,12 @@ def test_a_writer_with_a_full_batch_waiting_writes_without_pausing_until_it_has_
     recorder._queue.extend(waiting)  # behind the batch: the writer is behind
 
     recorder._write(batch)
-    behind = list(recorder.inserted_at_pauses)
+    behind = list(recorder.priced_at_pauses)
     recorder._queue.clear()
     recorder._write(waiting)
 
     assert behind == []
-    assert recorder.inserted_at_pauses == [
+    assert recorder.priced_at_pauses == [
         len(batch) + WRITE_SLICE_ROWS,
         len(batch) + 2 * WRITE_SLICE_ROWS,
     ]
@@ -183,6 +208,6 @@ def test_a_spool_replay_writes_without_pausing_since_it_is_catching_up(tmp_path)
 
     recorder._replay_spool()
 
-    assert recorder.inserted_at_pauses == []
+    assert recorder.priced_at_pauses == []
     assert RequestLog.objects.count() == len(spooled)
     assert list(tmp_path.glob("*.jsonl")) == []
