@@ -187,17 +187,15 @@ def _gateway_application() -> Any:
 
 def child(args: argparse.Namespace) -> None:
     os.sched_setaffinity(0, {args.core})
+    write_out: Callable[[], Awaitable[None]] | None = None
     if args.app == "gateway":
         application = _gateway_application()
+        from gateway.proxy.lifecycle import flush_request_log
+
+        write_out = flush_request_log  # the floor keeps no log
     else:
         from bench.floor import application
     import uvloop
-
-    write_out: Callable[[], Awaitable[None]] | None = None
-    if args.app == "gateway":
-        from gateway.proxy.lifecycle import flush_request_log
-
-        write_out = flush_request_log
 
     async def run() -> tuple[int, int, float]:
         return await drive(
