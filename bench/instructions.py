@@ -34,7 +34,7 @@ from typing import Any
 
 import orjson
 
-from bench.scenarios import SCENARIOS, Scenario, request_body, request_headers
+from bench.scenarios import REQUEST_PATH, SCENARIOS, Scenario, request_body, request_headers
 from bench.stack import HOST, PYTHON, REPO, running_stack
 
 APPS = ("gateway", "floor")
@@ -46,9 +46,9 @@ DEFAULT_REQUESTS = 3200
 DEFAULT_VALGRIND_REQUESTS = 256  # valgrind runs the process about 70 times slower
 
 
-# What keeps a run's work the same from run to run, however slowly it goes (valgrind runs it
-# about 70 times slower): the same dict layouts; no cache expiring within a run (steady state:
-# no database query per request); request log batches formed by size, never by the clock.
+# What keeps a run's work the same from run to run, however slowly it goes: the same dict
+# layouts; no cache expiring within a run (steady state: no database query per request);
+# request log batches formed by size, never by the clock.
 STEADY_STATE = {
     "PYTHONHASHSEED": "0",
     "GATEHOUSE_CACHE_TTL": "3600",
@@ -62,7 +62,7 @@ class Measurement:
     app: str
     requests: int
     errors: int
-    cpu_us: float | None  # process CPU per request; None under valgrind, which slows it 70×
+    cpu_us: float | None  # process CPU per request; None under valgrind (not comparable)
     instructions: int | None = None  # per request, under valgrind only
 
 
@@ -81,8 +81,8 @@ def _scope(scenario: Scenario, api_key: str, body: bytes) -> dict[str, Any]:
         "http_version": "1.1",
         "method": "POST",
         "scheme": "http",
-        "path": "/v1/messages",
-        "raw_path": b"/v1/messages",
+        "path": REQUEST_PATH,
+        "raw_path": REQUEST_PATH.encode(),
         "query_string": b"",
         "root_path": "",
         "headers": headers,

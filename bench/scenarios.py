@@ -84,6 +84,7 @@ SCENARIOS: dict[str, Scenario] = {
     )
 }
 PROFILED = ("ns_c32", "st_c32")
+REQUEST_PATH = "/v1/messages"  # every scenario's request, over the wire or driven in-process
 
 
 def request_body(scenario: Scenario) -> bytes:
@@ -116,7 +117,7 @@ def request_bytes(scenario: Scenario, *, port: int, api_key: str) -> bytes:
     return loadgen.build_request(
         host=HOST,
         port=port,
-        path="/v1/messages",
+        path=REQUEST_PATH,
         body=request_body(scenario),
         headers=request_headers(scenario, api_key=api_key),
     )
