@@ -6,13 +6,17 @@ about 130 µs of CPU a row on the gateway's one core, most of the recorder threa
 in `make profile`, and long enough per batch to hold the GIL away from the event loop (the
 non-stream c=1 p99 in `make bench` followed the flush interval). Here the statement is built
 once per database vendor, values whose Python type the column takes as is are passed
-straight to the driver, and only the rest (datetimes, decimals, addresses) go through the
-field's own `get_db_prep_save`, so the database sees exactly what `bulk_create` would send.
+straight to the driver, aware datetimes and finite decimals go straight to the backend's own
+adapter (what the field's `get_db_prep_save` ends in, for such values, after checks they
+pass: a third and a fortieth of its cost), and only the rest go through the field, so the
+database sees exactly what `bulk_create` would send.
 """
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterable, Mapping
+from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -28,8 +32,12 @@ _TAKEN_AS_IS: tuple[tuple[type[models.Field], frozenset[type]], ...] = (
 )
 
 
+AWARE_DATETIME = "datetime"
+FINITE_DECIMAL = "decimal"
+
+
 class _Column:
-    __slots__ = ("attname", "field", "default", "has_callable_default", "as_is")
+    __slots__ = ("attname", "field", "default", "has_callable_default", "as_is", "adapted")
 
     def __init__(self, field: models.Field) -> None:
         self.attname = field.attname
@@ -40,6 +48,25 @@ class _Column:
         self.as_is = next(
             (types for kind, types in _TAKEN_AS_IS if isinstance(target, kind)), frozenset()
         )
+        # Values the backend adapts with no help from the field (see the module docstring).
+        self.adapted = ""
+        if type(target) is models.DateTimeField:
+            self.adapted = AWARE_DATETIME
+        elif type(target) is models.DecimalField:
+            self.adapted = FINITE_DECIMAL
+
+    def prepared(self, value: Any, connection: Any) -> Any:
+        """`value` as `field.get_db_prep_save` makes it, by a shorter way where there is one."""
+        kind = self.adapted
+        if kind == AWARE_DATETIME:
+            if type(value) is datetime.datetime and value.tzinfo is not None:
+                return connection.ops.adapt_datetimefield_value(value)
+        elif kind == FINITE_DECIMAL and type(value) is Decimal and value.is_finite():
+            field: Any = self.field
+            return connection.ops.adapt_decimalfield_value(
+                value, field.max_digits, field.decimal_places
+            )
+        return self.field.get_db_prep_save(value, connection)
 
 
 class LeanInsert:
@@ -105,6 +132,6 @@ class LeanInsert:
             else:
                 value = column.default
             if value is not None and type(value) not in column.as_is:
-                value = column.field.get_db_prep_save(value, connection)
+                value = column.prepared(value, connection)
             values.append(value)
         return tuple(values)

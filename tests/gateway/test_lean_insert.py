@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import warnings
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.db import connection
 
 from gateway.lean_insert import LeanInsert
 from gateway.models import Provider, RequestLog
@@ -100,6 +102,45 @@ def test_values_of_another_type_are_converted_by_the_field(db):
     assert lean == orm
     assert lean["attempts"] == 3
     assert lean["is_stream"] is True
+
+
+@pytest.mark.parametrize(
+    ("started_at", "cost_usd"),
+    [
+        (datetime(2026, 11, 26, 9, 30, 15, 123456, tzinfo=UTC), Decimal("12.3456789012")),
+        (
+            datetime(2026, 11, 26, 23, 59, 59, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+            Decimal("-0.0000000001"),
+        ),
+        (datetime(2026, 11, 26, 9, 30, 15), Decimal("0E-10")),  # noqa: DTZ001 - naive: the field's way
+        (datetime(2026, 11, 26, 9, 30, 15, tzinfo=UTC), 0.1),  # a float: the field's way
+    ],
+)
+def test_datetimes_and_decimals_reach_the_driver_exactly_as_the_field_prepares_them(
+    db, started_at, cost_usd
+):
+    row = every_field("req_prepared", started_at=started_at, cost_usd=cost_usd)
+    insert = LeanInsert(RequestLog)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # Django's naive-datetime warning
+        (lean,) = insert.values([row])
+        by_field = tuple(
+            field.get_db_prep_save(row[field.attname], connection)
+            for field in RequestLog._meta.concrete_fields
+            if not field.primary_key
+        )
+
+    assert lean == by_field
+    columns = [f.attname for f in RequestLog._meta.concrete_fields if not f.primary_key]
+    for name in ("started_at", "finished_at", "cost_usd", "cache_savings_usd"):
+        at = columns.index(name)
+        assert type(lean[at]) is type(by_field[at]), name
+
+
+def test_a_decimal_that_is_not_finite_is_refused_as_the_field_refuses_it(db):
+    with pytest.raises(ValidationError):
+        LeanInsert(RequestLog).values([every_field("req_nan", cost_usd=Decimal("NaN"))])
 
 
 def test_a_request_id_already_written_is_skipped_and_the_first_row_kept(db):
