@@ -8,7 +8,7 @@ non-stream c=1 p99 in `make bench` followed the flush interval). Here the statem
 once per database vendor, values whose Python type the column takes as is are passed
 straight to the driver, aware datetimes and finite decimals go straight to the backend's own
 adapter (what the field's `get_db_prep_save` ends in, for such values, after checks they
-pass: a third and a fortieth of its cost), and only the rest go through the field, so the
+pass: under half and a fortieth of its cost), and only the rest go through the field, so the
 database sees exactly what `bulk_create` would send.
 """
 
