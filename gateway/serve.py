@@ -2,7 +2,7 @@
 
 Daphne's own command stops the reactor on SIGTERM, which cuts every stream in flight, and
 its `send` never waits for the client, so a slow reader makes the gateway hold the rest of
-the response in memory. This entry point runs Daphne's `Server` with two changes:
+the response in memory. This entry point runs Daphne's `Server` with these changes:
 
 - Backpressure: `send` of a response body returns only once the connection's write buffer
   is back under Twisted's high-water mark (64 KiB per connection), so the proxy reads
