@@ -148,6 +148,18 @@ class PricedCost:
 UNPRICED = PricedCost(cost_usd=None, is_priced=False)
 
 
+def cost_columns(priced: PricedCost) -> dict[str, Decimal | bool | None]:
+    """The RequestLog columns a price fills: the cost and what caching saved, rounded to the
+    row's places; a cost some part of which had no price stays None."""
+    columns: dict[str, Decimal | bool | None] = {
+        "cost_usd": quantize_cost(priced.cost_usd) if priced.cost_usd is not None else None,
+        "is_priced": priced.is_priced,
+    }
+    if priced.cache_savings_usd is not None:
+        columns["cache_savings_usd"] = quantize_cost(priced.cache_savings_usd)
+    return columns
+
+
 def price_request(
     *,
     usage: Usage,

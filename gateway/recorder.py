@@ -1,7 +1,9 @@
 """Writes RequestLog rows off the hot path: queued in memory, priced and inserted in batches.
 
-The proxy only appends a plain dict to a queue. A writer thread prices the rows with the
-cached price book and bulk-inserts them. Inserts ignore rows whose request_id already exists,
+The proxy only appends a plain dict to a queue. A writer thread bulk-inserts the rows; it
+prices, with the cached price book, only those the proxy did not price when it settled the
+request's budget reservation (`gateway.admission.gate`): refusals, the other endpoints,
+a request no price book was loaded for. Inserts ignore rows whose request_id already exists,
 so writing a row twice never counts a request twice. On process exit the queue is drained.
 
 When the database cannot take a batch, the batch goes to a spool file on local disk (written
@@ -46,7 +48,7 @@ from gateway import body_log, live_feed
 from gateway.contracts import Usage
 from gateway.lean_insert import LeanInsert
 from gateway.models import RequestBody, RequestLog
-from gateway.pricing import PriceBook, price_request, quantize_cost
+from gateway.pricing import PriceBook, cost_columns, price_request
 from gateway.selectors import price_book_load
 from gateway.server_tuning import run_in_background
 
@@ -300,10 +302,7 @@ class RequestRecorder:
             at=row["started_at"],
             book=book,
         )
-        row["cost_usd"] = quantize_cost(priced.cost_usd) if priced.cost_usd is not None else None
-        row["is_priced"] = priced.is_priced
-        if priced.cache_savings_usd is not None:
-            row["cache_savings_usd"] = quantize_cost(priced.cache_savings_usd)
+        row.update(cost_columns(priced))
         return row
 
     def _keeping_up(self) -> bool:

@@ -4,7 +4,9 @@
 target, and asks the ledger for every budget, the rate limits and an in-flight slot in one
 step; a refusal is a GatewayError in Anthropic's shape (400 for a budget, which retrying
 cannot fix; 429 with retry-after for a rate limit). `settle` prices what the SSE tap or the
-response body reported, exactly as the recorder will, and replaces the reservation with it.
+response body reported, replaces the reservation with it, and hands that price on for the
+request's RequestLog row: priced once, with the book the reservation used, so the budget
+ledger and the log agree to the unit, and the recorder's thread does not price the row again.
 
 A model without a price cannot be reserved for: it is admitted with a reservation of 0
 (refused only once a budget is already used up), logged with a warning once per process,
@@ -46,7 +48,7 @@ from gateway.admission.ledger import (
 from gateway.admission.limits import RateClaim, refused_message, tokens_to_take, usage_tokens
 from gateway.contracts import PriceRow, Usage
 from gateway.errors import GatewayError
-from gateway.pricing import PriceBook, price_request
+from gateway.pricing import PriceBook, PricedCost, price_request
 from gateway.routing import RouteSpec
 
 logger = logging.getLogger(__name__)
@@ -131,19 +133,22 @@ class AdmissionControl:
         iterations: Sequence[tuple[str | None, Usage]],
         model: str,
         provider_id: int | None,
-    ) -> None:
-        """Replace the reservation with the true cost. Never raises but CancelledError, and
-        then the settlement still completes (it is shielded from the request's cancellation).
+    ) -> PricedCost | None:
+        """Replace the reservation with the true cost, and return that cost (with what caching
+        saved) for the request's log row; None when the request used nothing billable or could
+        not be priced here (the recorder then prices its row). Never raises but CancelledError,
+        and then the settlement still completes (it is shielded from the request's
+        cancellation).
 
         A reservation held in this process is settled at once, with no await and so nothing
         a cancellation could interrupt; only one held in Redis needs a task to shield.
         """
-        if admission is None or admission.reservation is None or admission.is_settled:
-            return
+        if admission is None or admission.is_settled:
+            return None
         admission.is_settled = True
         reservation = admission.reservation
         try:
-            units = true_cost(
+            priced = price_of_usage(
                 usage=usage,
                 iterations=iterations,
                 model=model,
@@ -151,18 +156,23 @@ class AdmissionControl:
                 at=admission.started_at,
                 book=admission.price_book,
             )
+            if reservation is None:
+                return priced
+            units = cost_units(priced)
             tokens = usage_tokens(usage)
             spent_after = self.ledger.settle_in_process(reservation, cost=units, tokens=tokens)
         except Exception:
-            logger.exception("Settling %s failed", reservation.request_id)
-            return
+            request_id = reservation.request_id if reservation else "an unreserved request"
+            logger.exception("Settling %s failed", request_id)
+            return None
         if spent_after is not None:
             self._alert_crossings(reservation, units, spent_after)
-            return
+            return priced
         task = asyncio.ensure_future(self._settle_shared(reservation, cost=units, tokens=tokens))
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
         await asyncio.shield(task)
+        return priced
 
     async def _settle_shared(self, reservation: Reservation, *, cost: int, tokens: int) -> None:
         try:
@@ -204,7 +214,7 @@ class AdmissionControl:
         return price
 
 
-def true_cost(
+def price_of_usage(
     *,
     usage: Usage | None,
     iterations: Sequence[tuple[str | None, Usage]],
@@ -212,20 +222,24 @@ def true_cost(
     provider_id: int | None,
     at: datetime,
     book: PriceBook | None,
-) -> int:
-    """What the recorder will store in cost_usd, in units; 0 when nothing is priced."""
-    if (usage is None or usage == Usage()) and not iterations:
-        return 0
-    priced = price_request(
+) -> PricedCost | None:
+    """What a request that started `at` cost, and what caching saved it, as its RequestLog
+    row keeps them; None when it used nothing billable or there is no price book."""
+    if book is None or ((usage is None or usage == Usage()) and not iterations):
+        return None
+    return price_request(
         usage=usage or Usage(),
         iterations=tuple(iterations),
         model=model,
         provider_id=provider_id,
         at=at,
         book=book,
-        with_savings=False,
     )
-    return 0 if priced.cost_usd is None else units_of_cost(priced.cost_usd)
+
+
+def cost_units(priced: PricedCost | None) -> int:
+    """What the ledger settles for a priced request, in units; 0 when nothing is priced."""
+    return 0 if priced is None or priced.cost_usd is None else units_of_cost(priced.cost_usd)
 
 
 def refusal_error(refusal: Refusal, rate: RateClaim) -> GatewayError:

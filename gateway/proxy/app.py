@@ -269,7 +269,7 @@ class ProxyApp:
                     # (A body read to its end has closed the response already: no task needed.)
                     await asyncio.shield(upstream.response.aclose())
             finally:
-                await self.admission.settle(
+                exchange.priced = await self.admission.settle(
                     admission,
                     usage=exchange.usage,
                     iterations=exchange.iterations,

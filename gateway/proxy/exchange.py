@@ -12,6 +12,7 @@ from gateway.body_log import BodyCapture
 from gateway.contracts import Usage
 from gateway.errors import GatewayError, new_request_id
 from gateway.models import RequestOutcome
+from gateway.pricing import PricedCost, cost_columns
 
 
 class Exchange:
@@ -23,6 +24,7 @@ class Exchange:
         "usage",
         "iterations",
         "body",
+        "priced",
     )
 
     def __init__(self, scope: dict[str, Any], endpoint: str) -> None:
@@ -32,6 +34,7 @@ class Exchange:
         self.usage: Usage | None = None
         self.iterations: tuple[tuple[str | None, Usage], ...] = ()
         self.body: BodyCapture | None = None  # only when the cost center logs bodies
+        self.priced: PricedCost | None = None  # set when its settlement priced it
         client = scope.get("client")
         self.row: dict[str, Any] = {
             "request_id": new_request_id(),
@@ -74,11 +77,15 @@ class Exchange:
             row["cache_write_5m_tokens"] = self.usage.cache_write_5m_tokens
             row["cache_write_1h_tokens"] = self.usage.cache_write_1h_tokens
             row["cache_read_tokens"] = self.usage.cache_read_tokens
-            row["web_search_requests"] = self.usage.web_search_requests
-        if self.iterations:
-            row["iterations"] = [
-                {"model": model, **asdict(usage)} for model, usage in self.iterations
-            ]
+        if self.priced is not None:
+            row.update(cost_columns(self.priced))
+        else:  # what the recorder needs to price the row, and does not store
+            if self.usage is not None:
+                row["web_search_requests"] = self.usage.web_search_requests
+            if self.iterations:
+                row["iterations"] = [
+                    {"model": model, **asdict(usage)} for model, usage in self.iterations
+                ]
         for name in (
             "session_id",
             "agent_id",

@@ -14,11 +14,11 @@ import pytest
 from accounts.contracts import KeyContext
 from gateway.admission.alerts import BudgetAlerts
 from gateway.admission.budgets import KEY, MONTH, BudgetScope, period_of, units_ceiling
-from gateway.admission.gate import AdmissionControl, true_cost
+from gateway.admission.gate import Admission, AdmissionControl, cost_units, price_of_usage
 from gateway.admission.ledger import CounterState, LocalLedger
 from gateway.contracts import PriceRow, Usage
 from gateway.errors import GatewayError
-from gateway.pricing import PriceBook
+from gateway.pricing import PriceBook, cost_columns
 from gateway.routing import RouteSpec, TargetSpec
 
 NOW = datetime.now(UTC)
@@ -282,13 +282,78 @@ async def test_settling_twice_counts_once():
     )
 
 
-def test_the_true_cost_is_priced_like_the_recorder_prices_the_row():
+def test_the_settled_cost_is_the_row_cost_rounded_to_the_rows_places():
     usage = Usage(input_tokens=3, output_tokens=7, cache_write_1h_tokens=11, cache_read_tokens=13)
-    # 3×5 + 7×25 + 11×10 + 13×0.5 = 306.5 per million, rounded to the row's 10 places.
-    assert true_cost(
+    priced = price_of_usage(
         usage=usage, iterations=(), model="claude-opus-5", provider_id=None, at=NOW, book=BOOK
-    ) == units_ceiling(Decimal("0.0003065"))
-    assert true_cost(usage=None, iterations=(), model="x", provider_id=None, at=NOW, book=BOOK) == 0
-    assert (
-        true_cost(usage=usage, iterations=(), model="x", provider_id=None, at=NOW, book=BOOK) == 0
     )
+
+    # 3×5 + 7×25 + 11×10 + 13×0.5 = 306.5 per million, rounded to the row's 10 places.
+    assert cost_units(priced) == units_ceiling(Decimal("0.0003065"))
+    assert cost_columns(priced)["cost_usd"] == Decimal("0.0003065000")
+    # The 24 cached tokens as plain input at $5/M: 120 per million, against 116.5 paid.
+    assert cost_columns(priced)["cache_savings_usd"] == Decimal("0.0000035000")
+
+
+def test_nothing_billable_or_no_price_book_leaves_the_row_to_the_recorder():
+    usage = Usage(input_tokens=3)
+    arguments = {"iterations": (), "model": "claude-opus-5", "provider_id": None, "at": NOW}
+
+    assert price_of_usage(usage=None, book=BOOK, **arguments) is None
+    assert price_of_usage(usage=Usage(), book=BOOK, **arguments) is None
+    assert price_of_usage(usage=usage, book=None, **arguments) is None
+    assert cost_units(None) == 0
+
+
+def test_a_model_without_a_price_settles_nothing_and_is_logged_unpriced():
+    priced = price_of_usage(
+        usage=Usage(input_tokens=3), iterations=(), model="x", provider_id=None, at=NOW, book=BOOK
+    )
+
+    assert cost_units(priced) == 0
+    assert cost_columns(priced) == {"cost_usd": None, "is_priced": False}
+
+
+async def test_settling_hands_the_settled_price_with_its_cache_savings_to_the_row():
+    gate, ledger = control()
+    admission = await admit(gate, key(key_monthly_budget_usd=Decimal("1.00")))
+
+    priced = await gate.settle(
+        admission,
+        usage=Usage(input_tokens=100, output_tokens=100, cache_read_tokens=1000),
+        iterations=(),
+        model="claude-opus-5",
+        provider_id=PROVIDER_ID,
+    )
+
+    # 100 input at $6/M, 100 output at $30/M, 1,000 read at $0.60/M: 0.0042; the reads as
+    # plain input would have cost 0.006, so caching saved 0.0054.
+    assert priced is not None
+    assert cost_columns(priced) == {
+        "cost_usd": Decimal("0.0042000000"),
+        "is_priced": True,
+        "cache_savings_usd": Decimal("0.0054000000"),
+    }
+    assert ledger.read(month_of_key("1.00")).spent == cost_units(priced)
+
+
+async def test_a_request_admitted_without_a_reservation_is_still_priced_for_its_row():
+    gate, _ = control()
+    admission = Admission(reservation=None, started_at=NOW, price_book=BOOK)
+
+    priced = await gate.settle(
+        admission,
+        usage=Usage(output_tokens=1000),
+        iterations=(),
+        model="claude-opus-5",
+        provider_id=None,
+    )
+
+    assert priced is not None
+    assert priced.cost_usd == Decimal("0.025")
+    assert (
+        await gate.settle(
+            admission, usage=Usage(output_tokens=1), iterations=(), model="x", provider_id=None
+        )
+        is None
+    )  # settled already
