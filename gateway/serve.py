@@ -19,12 +19,15 @@ the response in memory. This entry point runs Daphne's `Server` with these chang
   generations. Here a request that finished cleanly leaves `connections` as soon as both
   its response and its application are done, and Twisted's line is not made. Applications
   that failed or were cancelled are still left to Daphne's sweep, which logs them.
+- uvloop: Twisted's reactor, and with it the whole gateway, runs on uvloop's event loop
+  instead of the standard library's (gateway/daphne_reactor.py).
 """
 
 from __future__ import annotations
 
-# Daphne installs Twisted's asyncio reactor when daphne.server is imported: first, always.
-from daphne.server import Server
+# Daphne installs Twisted's asyncio reactor when daphne.server is imported: first, always,
+# and on uvloop (gateway/daphne_reactor.py).
+from gateway.daphne_reactor import Server
 
 # isort: split
 import argparse

@@ -8,6 +8,7 @@ import logging
 import os
 import resource
 import signal
+import subprocess
 import sys
 import weakref
 from collections.abc import Iterator
@@ -294,3 +295,24 @@ def test_daphne_serving_lets_its_event_loop_take_the_gil_back_within_a_tenth_of_
     at_run = serve_under_recorded_daphne(monkeypatch)
 
     assert at_run["switch_interval"] == pytest.approx(GIL_SWITCH_INTERVAL_S)
+
+
+def test_daphne_runs_twisted_on_uvloop_and_leaves_the_process_default_loop_alone():
+    # A fresh interpreter: the reactor is installed once per process, at the first import.
+    probe = (
+        "import asyncio, gateway.serve\n"
+        "from daphne import server\n"
+        "from twisted.internet import reactor\n"
+        "print(type(reactor._asyncioEventloop).__module__, reactor._asyncioEventloop is"
+        " server.twisted_loop, type(asyncio.new_event_loop()).__module__)\n"
+    )
+    completed = subprocess.run(  # noqa: S603 - this interpreter, fixed code
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"},
+    )
+
+    assert completed.stdout.split() == ["uvloop", "True", "asyncio.unix_events"]
