@@ -15,14 +15,24 @@ other core: a warm-up, then N requests from 32 concurrent tasks, and it reports
 Both for Gatehouse (as `gateway.serve` runs it: production settings, access log on, the
 serving process tuned) and for the bare pass-through `bench.floor`, so what Gatehouse adds is
 the difference. Run it before and after a change to see what the change is worth.
+
+With `--server daphne` or `--server granian` (and `--valgrind`), the application runs in the
+real server process instead, as `make bench` starts it, and the count covers that process:
+the server's own HTTP work included, which the in-process drive leaves out. The load comes
+from this process over loopback; the request log writes batches of SERVED_BATCH_ROWS, and the
+count starts after the warm-up's rows are written and stops once the measured ones are.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import math
 import os
 import shutil
+import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -35,7 +45,7 @@ from typing import Any
 import orjson
 
 from bench.scenarios import REQUEST_PATH, SCENARIOS, Scenario, request_body, request_headers
-from bench.stack import HOST, PYTHON, REPO, running_stack
+from bench.stack import HOST, PYTHON, REPO, free_port, gateway_argv, running_stack
 
 APPS = ("gateway", "floor")
 DEFAULT_SCENARIOS = ("ns_c32", "st_c32")
@@ -64,6 +74,7 @@ class Measurement:
     errors: int
     cpu_us: float | None  # process CPU per request; None under valgrind (not comparable)
     instructions: int | None = None  # per request, under valgrind only
+    server: str = ""  # "": driven in-process; else the server process that was counted
 
 
 # --- the child: one application driven in-process -------------------------------------------
@@ -215,6 +226,159 @@ def child(args: argparse.Namespace) -> None:
     os._exit(0)  # the floor's and the gateway's clients need no goodbye
 
 
+# --- through a real server (--server) ------------------------------------------------------
+
+SERVERS = ("daphne", "granian")
+FLOOR_APPLICATION = "bench.floor:application"
+SERVED_BATCH_ROWS = 64  # warm-up and measured requests are rounded up to whole batches
+SERVER_START_S = 600.0  # Python and Django under valgrind start about 50 times slower
+POLL_S = 0.2
+
+
+def whole_batches(count: int) -> int:
+    return math.ceil(count / SERVED_BATCH_ROWS) * SERVED_BATCH_ROWS
+
+
+def rows_logged(database_url: str) -> int:
+    """RequestLog rows in the bench's throwaway database (SQLite, or PostgreSQL)."""
+    query = "SELECT COUNT(*) FROM gateway_requestlog"
+    if database_url.startswith("sqlite:///"):
+        with contextlib.closing(sqlite3.connect(database_url.removeprefix("sqlite:///"))) as db:
+            return int(db.execute(query).fetchone()[0])
+    import psycopg
+
+    with psycopg.connect(database_url) as db:
+        row = db.execute(query).fetchone()
+        return int(row[0]) if row else 0
+
+
+def _wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Timed out waiting for {what}")
+        time.sleep(POLL_S)
+
+
+async def send_load(
+    port: int, scenario: Scenario, *, api_key: str, requests: int, concurrency: int
+) -> int:
+    """`requests` requests from `concurrency` closed loops over loopback; the answers not 200."""
+    import aiohttp
+
+    body = request_body(scenario)
+    headers = request_headers(scenario, api_key=api_key)
+    url = f"http://{HOST}:{port}{REQUEST_PATH}"
+    left, errors = requests, 0
+    timeout = aiohttp.ClientTimeout(total=SERVER_START_S)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+
+        async def worker() -> None:
+            nonlocal left, errors
+            while left > 0:
+                left -= 1
+                async with session.post(url, data=body, headers=headers) as response:
+                    await response.read()
+                    errors += response.status != 200
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return errors
+
+
+def _callgrind_all(pattern: str, switch: str) -> None:
+    """Instrumentation on or off in every process valgrind runs for one measurement (the
+    server, and Granian's worker)."""
+    found = subprocess.run(  # noqa: S603 - fixed arguments
+        ["pgrep", "-f", pattern],  # noqa: S607
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for pid in found.stdout.split():
+        subprocess.run(  # noqa: S603 - valgrind's own control tool, fixed arguments
+            ["callgrind_control", "--instr=" + switch, pid],  # noqa: S607
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+
+
+def measure_served(
+    env: dict[str, str],
+    *,
+    scenario: str,
+    app: str,
+    key: str,
+    server: str,
+    core: int,
+    requests: int,
+    warmup: int,
+    work_dir: Path,
+) -> Measurement:
+    """The instructions per request of `app` served by `server` pinned to `core`."""
+    requests, warmup = whole_batches(requests), whole_batches(warmup)
+    port = free_port()
+    out = work_dir / f"callgrind.{server}.{scenario}.{app}"
+    argv = gateway_argv(
+        port, server=server, application=FLOOR_APPLICATION if app == "floor" else None
+    )
+    valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--trace-children=yes"]
+    served_env = {
+        **env,
+        **STEADY_STATE,
+        "GATEHOUSE_LOG_BATCH_SIZE": str(SERVED_BATCH_ROWS),
+    }
+    log_path = work_dir / f"{out.name}.log"
+    logs = app == "gateway"
+    database_url = env["DATABASE_URL"]
+    logged_before = rows_logged(database_url) if logs else 0
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(  # noqa: S603 - our own servers, fixed argv
+            [*valgrind, f"--callgrind-out-file={out}.%p", *argv],
+            cwd=REPO,
+            env=served_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    os.sched_setaffinity(process.pid, {core})  # before it starts a thread or a worker
+    try:
+
+        def listening() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError(f"{server} exited:\n{log_path.read_text()[-3000:]}")
+            with contextlib.suppress(OSError), socket.create_connection((HOST, port), 0.5):
+                return True
+            return False
+
+        _wait_for(listening, SERVER_START_S, f"{server} to listen")
+        load = SCENARIOS[scenario]
+        asyncio.run(send_load(port, load, api_key=key, requests=warmup, concurrency=CONCURRENCY))
+        if logs:
+            done = logged_before + warmup
+            _wait_for(lambda: rows_logged(database_url) >= done, SERVER_START_S, "warm-up rows")
+        _callgrind_all(str(out), "on")
+        errors = asyncio.run(
+            send_load(port, load, api_key=key, requests=requests, concurrency=CONCURRENCY)
+        )
+        if logs:
+            done = logged_before + warmup + requests
+            _wait_for(lambda: rows_logged(database_url) >= done, SERVER_START_S, "measured rows")
+        _callgrind_all(str(out), "off")
+    finally:
+        process.terminate()
+        process.wait(timeout=SERVER_START_S)
+    total = sum(callgrind_total(path) for path in work_dir.glob(f"{out.name}.*[0-9]"))
+    return Measurement(
+        scenario=scenario,
+        app=app,
+        requests=requests,
+        errors=errors,
+        cpu_us=None,
+        instructions=total // requests,
+        server=server,
+    )
+
+
 # --- the parent: the stack, one child per scenario and application --------------------------
 
 
@@ -272,30 +436,32 @@ def _measure(
 
 def table(measurements: list[Measurement]) -> str:
     lines = [
-        f"{'scenario':24} {'application':12} {'requests':>9} {'errors':>7} "
+        f"{'scenario':24} {'application':18} {'requests':>9} {'errors':>7} "
         f"{'CPU µs/request':>15} {'instructions/request':>21}",
-        "-" * 92,
+        "-" * 98,
     ]
-    by_scenario: dict[str, dict[str, Measurement]] = {}
+    by_scenario: dict[tuple[str, str], dict[str, Measurement]] = {}
     for item in measurements:
-        by_scenario.setdefault(item.scenario, {})[item.app] = item
+        by_scenario.setdefault((item.scenario, item.server), {})[item.app] = item
         cpu = f"{item.cpu_us:,.0f}" if item.cpu_us is not None else "—"
         instructions = f"{item.instructions:,}" if item.instructions is not None else "—"
+        application = f"{item.app} ({item.server})" if item.server else item.app
         lines.append(
-            f"{SCENARIOS[item.scenario].title:24} {item.app:12} {item.requests:>9,} "
+            f"{SCENARIOS[item.scenario].title:24} {application:18} {item.requests:>9,} "
             f"{item.errors:>7} {cpu:>15} {instructions:>21}"
         )
-    for name, apps in by_scenario.items():
+    for (name, server), apps in by_scenario.items():
         gateway, floor = apps.get("gateway"), apps.get("floor")
         if gateway is None or floor is None:
             continue
+        where = f" under {server.capitalize()}" if server else ""
         if gateway.instructions is not None and floor.instructions is not None:
             added = f"{gateway.instructions - floor.instructions:+,} instructions"
         elif gateway.cpu_us is not None and floor.cpu_us is not None:
             added = f"{gateway.cpu_us - floor.cpu_us:+,.0f} µs of CPU"
         else:
             continue
-        lines.append(f"{SCENARIOS[name].title:24} Gatehouse adds {added} per request")
+        lines.append(f"{SCENARIOS[name].title:24} Gatehouse adds {added} per request{where}")
     return "\n".join(lines)
 
 
@@ -312,6 +478,21 @@ def parent(args: argparse.Namespace) -> int:
         for scenario in args.scenarios or DEFAULT_SCENARIOS:
             for app in apps:
                 print(f"bench: {SCENARIOS[scenario].title}, {app} …", flush=True)
+                if args.server:
+                    measurements.append(
+                        measure_served(
+                            stack.env,
+                            scenario=scenario,
+                            app=app,
+                            key=stack.virtual_key,
+                            server=args.server,
+                            core=stack.gateway_core,
+                            requests=requests,
+                            warmup=args.warmup,
+                            work_dir=Path(work),
+                        )
+                    )
+                    continue
                 measurements.append(
                     _measure(
                         stack.env,
@@ -341,6 +522,11 @@ def main(argv: list[str] | None = None) -> int:
         "--warmup", type=int, default=WARMUP_REQUESTS, help="requests before the measured ones"
     )
     parser.add_argument("--valgrind", action="store_true", help="count instructions")
+    parser.add_argument(
+        "--server",
+        choices=SERVERS,
+        help="count the real server process serving the application (needs --valgrind)",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--key", help=argparse.SUPPRESS)
     parser.add_argument("--core", type=int, default=0, help=argparse.SUPPRESS)
@@ -348,6 +534,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.scenarios:
         if name not in SCENARIOS or SCENARIOS[name].wave:
             parser.error(f"unknown scenario {name!r}: choose from {', '.join(DRIVABLE)}")
+    if args.server and not args.valgrind:
+        parser.error("--server counts instructions: add --valgrind")
     if args.child:
         child(args)  # exits the process
     return parent(args)

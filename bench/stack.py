@@ -373,12 +373,14 @@ def gateway_description() -> str:
     return gateway_server().capitalize() + (f" serving {variant}" if variant else "")
 
 
-def gateway_argv(port: int) -> list[str]:
-    """Gatehouse as the Procfile runs it (`gateway.serve`, under BENCH_SERVER); with
-    BENCH_GATEWAY_ASGI, the same server serving a variant application (BENCH_DAPHNE_ARGS adds
-    Daphne options)."""
-    server = gateway_server()
-    application = os.environ.get("BENCH_GATEWAY_ASGI")
+def gateway_argv(
+    port: int, *, server: str | None = None, application: str | None = None
+) -> list[str]:
+    """Gatehouse as the Procfile runs it (`gateway.serve`, under `server`, else BENCH_SERVER);
+    with `application`, else BENCH_GATEWAY_ASGI, the same server serving a variant application
+    (BENCH_DAPHNE_ARGS adds Daphne options)."""
+    server = server or gateway_server()
+    application = application or os.environ.get("BENCH_GATEWAY_ASGI")
     if server == "granian":
         if application is None:
             return [

@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
-from bench.instructions import Measurement, callgrind_total, drive, table
+from bench.instructions import (
+    SERVED_BATCH_ROWS,
+    Measurement,
+    callgrind_total,
+    drive,
+    main,
+    rows_logged,
+    send_load,
+    table,
+    whole_batches,
+)
 from bench.scenarios import SCENARIOS
 from bench.stack import PYTHON, REPO
 
@@ -86,3 +98,51 @@ def test_bench_instructions_drives_gatehouse_and_the_floor_against_the_emulator(
         ("floor", "64", "0"),
     ]
     assert "stream 50 deltas, c=32   Gatehouse adds" in completed.stdout
+
+
+def test_served_counts_are_reported_per_server_with_what_gatehouse_adds_under_it() -> None:
+    report = table(
+        [
+            Measurement("ns_c32", "gateway", 512, 0, None, 2_432_498, server="daphne"),
+            Measurement("ns_c32", "floor", 512, 0, None, 1_000_000, server="daphne"),
+            Measurement("ns_c32", "gateway", 512, 0, None, 1_637_744),
+        ]
+    )
+
+    assert "gateway (daphne)" in report
+    assert "Gatehouse adds +1,432,498 instructions per request under Daphne" in report
+    assert report.count("Gatehouse adds") == 1  # in-process, the floor was not measured
+
+
+def test_served_runs_cover_whole_request_log_batches() -> None:
+    assert SERVED_BATCH_ROWS == 64
+    assert [whole_batches(n) for n in (1, 64, 65, 300, 512)] == [64, 64, 128, 320, 512]
+
+
+def test_a_served_run_counts_instructions_so_it_needs_valgrind(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["--server", "daphne", "ns_c32"])
+
+    assert "--server counts instructions: add --valgrind" in capsys.readouterr().err
+
+
+def test_the_request_log_rows_are_counted_in_the_benchs_sqlite_database(tmp_path: Path) -> None:
+    path = tmp_path / "bench.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE gateway_requestlog (id INTEGER PRIMARY KEY)")
+        db.executemany("INSERT INTO gateway_requestlog DEFAULT VALUES", [()] * 3)
+
+    assert rows_logged(f"sqlite:///{path}") == 3
+
+
+def test_the_served_load_sends_every_request_and_counts_the_answers_not_200(emulator) -> None:
+    emulator.inject_fault("529", times=3)
+    port = urlsplit(emulator.base_url).port
+    assert port is not None
+
+    errors = asyncio.run(
+        send_load(port, SCENARIOS["ns_c32"], api_key="sk-ant-bench", requests=20, concurrency=4)
+    )
+
+    assert errors == 3
+    assert len(emulator.requests()) == 20
