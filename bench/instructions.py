@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import math
 import os
 import shutil
@@ -478,23 +479,11 @@ def parent(args: argparse.Namespace) -> int:
         for scenario in args.scenarios or DEFAULT_SCENARIOS:
             for app in apps:
                 print(f"bench: {SCENARIOS[scenario].title}, {app} …", flush=True)
-                if args.server:
-                    measurements.append(
-                        measure_served(
-                            stack.env,
-                            scenario=scenario,
-                            app=app,
-                            key=stack.virtual_key,
-                            server=args.server,
-                            core=stack.gateway_core,
-                            requests=requests,
-                            warmup=args.warmup,
-                            work_dir=Path(work),
-                        )
-                    )
-                    continue
+                measure = functools.partial(measure_served, server=args.server)
+                if not args.server:
+                    measure = functools.partial(_measure, valgrind=args.valgrind)
                 measurements.append(
-                    _measure(
+                    measure(
                         stack.env,
                         scenario=scenario,
                         app=app,
@@ -502,7 +491,6 @@ def parent(args: argparse.Namespace) -> int:
                         core=stack.gateway_core,
                         requests=requests,
                         warmup=args.warmup,
-                        valgrind=args.valgrind,
                         work_dir=Path(work),
                     )
                 )
