@@ -21,6 +21,8 @@ the response in memory. This entry point runs Daphne's `Server` with these chang
   that failed or were cancelled are still left to Daphne's sweep, which logs them.
 - uvloop: Twisted's reactor, and with it the whole gateway, runs on uvloop's event loop
   instead of the standard library's (gateway/daphne_reactor.py).
+- The access log is Gatehouse's (gateway/access_log.py), as under Granian: one layout under
+  either server, written in batches; Daphne's wrote each line with a write call of its own.
 """
 
 from __future__ import annotations
@@ -41,13 +43,15 @@ import sys
 import weakref
 from typing import Any
 
-from daphne.access import AccessLogGenerator
 from daphne.endpoints import build_endpoint_description_strings
 from daphne.http_protocol import WebRequest
 from twisted.internet import defer, reactor
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
+from gateway.access_log import AccessLog
+from gateway.access_log import install as install_access_log
+from gateway.access_log import installed as installed_access_log
 from gateway.server_tuning import lean_log_records, tune_the_serving_process
 
 # Modules that need Django are imported inside functions: this one loads before Django is set up.
@@ -112,7 +116,10 @@ def _no_request_log(request: Any) -> None:
 class GatehouseServer(Server):
     def __init__(self, application: Any, *, shutdown_grace_s: float, **options: Any) -> None:
         super().__init__(application=self._serve_or_refuse, signal_handlers=False, **options)
+        from gateway.proxy.lifecycle import serve_or_refuse  # needs Django set up
+
         self.gatehouse_application = application
+        self._serve = serve_or_refuse
         self.shutdown_grace_s = shutdown_grace_s
         self.is_draining = False
         self._ports: list[Any] = []
@@ -169,12 +176,9 @@ class GatehouseServer(Server):
             del self.connections[protocol]
 
     async def _serve_or_refuse(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if self.is_draining and scope["type"] == "http":
-            from gateway.proxy.lifecycle import refuse_while_shutting_down
-
-            await refuse_while_shutting_down(send)
-            return
-        await self.gatehouse_application(scope, receive, send)
+        await self._serve(
+            self.gatehouse_application, scope, receive, send, draining=self.is_draining
+        )
 
     async def handle_reply(self, protocol: Any, message: dict[str, Any]) -> None:
         draining = self.is_draining
@@ -327,6 +331,9 @@ def main(argv: list[str] | None = None) -> None:
 
     from config.asgi import application
 
+    # Gatehouse's own access log, batched, as under Granian: Daphne's wrote a line to stdout
+    # through a write call of its own for every request.
+    install_access_log(AccessLog() if options.verbosity >= 1 else None)
     server = GatehouseServer(
         application,
         shutdown_grace_s=settings.GATEHOUSE["SHUTDOWN_GRACE_S"],
@@ -334,7 +341,7 @@ def main(argv: list[str] | None = None) -> None:
             endpoint + f":backlog={LISTEN_BACKLOG}"
             for endpoint in build_endpoint_description_strings(host=options.bind, port=options.port)
         ],
-        action_logger=AccessLogGenerator(sys.stdout) if options.verbosity >= 1 else None,
+        action_logger=None,  # the access log is Gatehouse's (installed above)
         verbosity=options.verbosity,
         proxy_forwarded_address_header="X-Forwarded-For" if options.proxy_headers else None,
         proxy_forwarded_port_header="X-Forwarded-Port" if options.proxy_headers else None,
@@ -342,6 +349,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     tune_the_serving_process()
     server.run()
+    written = installed_access_log()
+    if written is not None:
+        written.flush()  # the lines of the last fraction of a second
     if server.abort_start or not server.listening_addresses:
         sys.exit(1)
 

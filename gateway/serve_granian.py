@@ -36,7 +36,8 @@ from typing import Any
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 from config.asgi import application as gatehouse_application  # noqa: E402
-from gateway.access_log import AccessLog, install, installed, logged  # noqa: E402
+from gateway.access_log import AccessLog, install, installed  # noqa: E402
+from gateway.proxy.lifecycle import serve_or_refuse  # noqa: E402
 from gateway.server_tuning import tune_the_serving_process  # noqa: E402
 
 logger = logging.getLogger("gateway.serve")
@@ -59,12 +60,8 @@ class GranianLifespan:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
-        elif self.is_draining and scope["type"] == "http":
-            await logged(_refuse_while_shutting_down, scope, receive, send)
-        elif scope["type"] == "websocket":
-            await logged(self.application, scope, receive, send)
         else:
-            await self.application(scope, receive, send)  # GatewayDispatcher logs HTTP
+            await serve_or_refuse(self.application, scope, receive, send, draining=self.is_draining)
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         while True:
@@ -124,12 +121,6 @@ class GranianLifespan:
             await flush_request_log()
         except Exception:
             logger.exception("Graceful shutdown failed; stopping anyway")
-
-
-async def _refuse_while_shutting_down(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    from gateway.proxy.lifecycle import refuse_while_shutting_down
-
-    await refuse_while_shutting_down(send)
 
 
 application = GranianLifespan(gatehouse_application)

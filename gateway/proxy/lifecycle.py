@@ -13,6 +13,7 @@ import asyncio
 import logging
 from typing import Any
 
+from gateway.access_log import logged
 from gateway.errors import GatewayError, error_event, new_request_id
 from gateway.models import RequestOutcome
 from gateway.proxy.exchange import Exchange
@@ -122,6 +123,24 @@ in_flight = InFlightRequests()
 async def refuse_while_shutting_down(send: Send) -> None:
     """A request arriving during the drain: 503 `overloaded_error`, `connection: close`."""
     await send_error(send, shutdown_error(), new_request_id())
+
+
+async def serve_or_refuse(
+    application: Any, scope: dict[str, Any], receive: Any, send: Send, *, draining: bool
+) -> None:
+    """Gatehouse as either server serves it: while draining, a new HTTP request is refused
+    (`refuse_while_shutting_down`). Refusals and WebSockets are access-logged here; every
+    other HTTP request is logged by GatewayDispatcher."""
+    if draining and scope["type"] == "http":
+        await logged(_refuse, scope, receive, send)
+    elif scope["type"] == "websocket":
+        await logged(application, scope, receive, send)
+    else:
+        await application(scope, receive, send)
+
+
+async def _refuse(scope: dict[str, Any], receive: Any, send: Send) -> None:
+    await refuse_while_shutting_down(send)
 
 
 async def cut_the_rest() -> None:

@@ -230,12 +230,14 @@ def wait_for_lines(server, count: int, timeout_s: float = 5.0) -> list[re.Match]
         time.sleep(0.05)
 
 
-def test_gatehouse_under_granian_logs_every_request_once_proxied_or_not(
-    granian_server, upstream, alice
+@pytest.mark.parametrize("server_name", ["daphne_server", "granian_server"])
+def test_gatehouse_logs_every_request_once_proxied_or_not_under_either_server(
+    server_name, request, upstream, alice
 ):
+    server = request.getfixturevalue(server_name)
     time.sleep(0.3)  # earlier tests' lines are out
-    before = len(wait_for_lines(granian_server, 0, timeout_s=0))
-    base = granian_server.base_url
+    before = len(wait_for_lines(server, 0, timeout_s=0))
+    base = server.base_url
     answered = httpx.post(
         base + "/v1/messages",
         headers={
@@ -255,7 +257,7 @@ def test_gatehouse_under_granian_logs_every_request_once_proxied_or_not(
     hello = httpx.head(base + "/api/hello")
     login = httpx.get(base + "/admin/login/")
 
-    lines = wait_for_lines(granian_server, before + 4)[before:]
+    lines = wait_for_lines(server, before + 4)[before:]
 
     assert (answered.status_code, refused.status_code, hello.status_code, login.status_code) == (
         200,
@@ -269,4 +271,4 @@ def test_gatehouse_under_granian_logs_every_request_once_proxied_or_not(
         ("127.0.0.1", "HEAD", "/api/hello", "200"),
         ("127.0.0.1", "GET", "/admin/login/", "200"),
     ]
-    assert alice.secret not in granian_server.log_text()
+    assert alice.secret not in server.log_text()
