@@ -1,11 +1,12 @@
-"""The access log under Granian: a line per request on stdout, written in batches.
+"""The access log under either server: a line per request on stdout, written in batches.
 
 Granian's own access log builds each line through `logging` as the request ends (a dict of
 fields, a LogRecord, a formatter, a locked handler, a write and a flush): about 18 µs a line
-in a loop and 6 % of the gateway's core at c=32 in `make profile`. Here a line is one f-string
-appended to a list, and the list reaches stdout in one write per 0.2 s, as nginx's
-`access_log … buffer= flush=` does: a line shows up at most that late, and the last lines
-are written when the server stops (lifespan shutdown). A kill -9 loses at most the last
+in a loop and 6 % of the gateway's core at c=32 in `make profile`; Daphne's wrote each line
+with a write call of its own. Here a line is one f-string appended to a list, and the list
+reaches stdout in one write per 0.2 s, as nginx's `access_log … buffer= flush=` does: a line
+shows up at most that late, and the last lines are written when the server stops (Granian's
+lifespan shutdown, the end of `gateway.serve` under Daphne). A kill -9 loses at most the last
 0.2 s of lines; the request log (RequestLog) is the record of every proxied request.
 
 The layout is Granian's default, with the time in UTC and the path as it came on the request
@@ -117,7 +118,8 @@ def installed() -> AccessLog | None:
 
 
 def record(scope: dict[str, Any], status: int | None, started: float) -> None:
-    """Log one request if this process keeps an access log (only Gatehouse under Granian)."""
+    """Log one request if this process keeps an access log (`gateway.serve` installs one
+    unless `-v 0`)."""
     if _installed is not None:
         _installed.add(scope, status, started)
 
