@@ -32,7 +32,6 @@ import functools
 import math
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -46,7 +45,16 @@ from typing import Any
 import orjson
 
 from bench.scenarios import REQUEST_PATH, SCENARIOS, Scenario, request_body, request_headers
-from bench.stack import HOST, PYTHON, REPO, free_port, gateway_argv, running_stack
+from bench.stack import (
+    HOST,
+    PYTHON,
+    REPO,
+    Server,
+    free_port,
+    gateway_argv,
+    running_stack,
+    wait_listening,
+)
 
 APPS = ("gateway", "floor")
 DEFAULT_SCENARIOS = ("ns_c32", "st_c32")
@@ -343,15 +351,10 @@ def measure_served(
         )
     os.sched_setaffinity(process.pid, {core})  # before it starts a thread or a worker
     try:
-
-        def listening() -> bool:
-            if process.poll() is not None:
-                raise RuntimeError(f"{server} exited:\n{log_path.read_text()[-3000:]}")
-            with contextlib.suppress(OSError), socket.create_connection((HOST, port), 0.5):
-                return True
-            return False
-
-        _wait_for(listening, SERVER_START_S, f"{server} to listen")
+        wait_listening(
+            Server(name=server, process=process, port=port, core=core, log_path=log_path),
+            timeout_s=SERVER_START_S,
+        )
         load = SCENARIOS[scenario]
         asyncio.run(send_load(port, load, api_key=key, requests=warmup, concurrency=CONCURRENCY))
         if logs:

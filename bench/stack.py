@@ -268,7 +268,7 @@ def _manage(env: dict[str, str], *args: str) -> str:
     return completed.stdout
 
 
-def _wait_listening(server: Server, timeout_s: float = 60.0) -> None:
+def wait_listening(server: Server, timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
@@ -302,7 +302,7 @@ def _start(
     if not taskset:
         os.sched_setaffinity(process.pid, {core})
     prioritise(process.pid)
-    _wait_listening(server)
+    wait_listening(server)
     return server
 
 
