@@ -116,10 +116,10 @@ def _no_request_log(request: Any) -> None:
 class GatehouseServer(Server):
     def __init__(self, application: Any, *, shutdown_grace_s: float, **options: Any) -> None:
         super().__init__(application=self._serve_or_refuse, signal_handlers=False, **options)
-        from gateway.proxy.lifecycle import serve_or_refuse  # needs Django set up
+        from gateway.proxy.lifecycle import application_for  # needs Django set up
 
         self.gatehouse_application = application
-        self._serve = serve_or_refuse
+        self._application_for = application_for
         self.shutdown_grace_s = shutdown_grace_s
         self.is_draining = False
         self._ports: list[Any] = []
@@ -176,9 +176,8 @@ class GatehouseServer(Server):
             del self.connections[protocol]
 
     async def _serve_or_refuse(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        await self._serve(
-            self.gatehouse_application, scope, receive, send, draining=self.is_draining
-        )
+        chosen = self._application_for(self.gatehouse_application, scope, draining=self.is_draining)
+        await chosen(scope, receive, send)
 
     async def handle_reply(self, protocol: Any, message: dict[str, Any]) -> None:
         draining = self.is_draining

@@ -37,7 +37,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 from config.asgi import application as gatehouse_application  # noqa: E402
 from gateway.access_log import AccessLog, install, installed  # noqa: E402
-from gateway.proxy.lifecycle import serve_or_refuse  # noqa: E402
+from gateway.proxy.lifecycle import application_for  # noqa: E402
 from gateway.server_tuning import tune_the_serving_process  # noqa: E402
 
 logger = logging.getLogger("gateway.serve")
@@ -61,7 +61,8 @@ class GranianLifespan:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
         else:
-            await serve_or_refuse(self.application, scope, receive, send, draining=self.is_draining)
+            chosen = application_for(self.application, scope, draining=self.is_draining)
+            await chosen(scope, receive, send)
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         while True:

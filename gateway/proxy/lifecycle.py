@@ -10,6 +10,7 @@ both `overloaded_error`, and its RequestLog row says why.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import Any
 
@@ -125,18 +126,20 @@ async def refuse_while_shutting_down(send: Send) -> None:
     await send_error(send, shutdown_error(), new_request_id())
 
 
-async def serve_or_refuse(
-    application: Any, scope: dict[str, Any], receive: Any, send: Send, *, draining: bool
-) -> None:
-    """Gatehouse as either server serves it: while draining, a new HTTP request is refused
+def application_for(application: Any, scope: dict[str, Any], *, draining: bool) -> Any:
+    """What either server runs for `scope`: while draining, a refusal for a new HTTP request
     (`refuse_while_shutting_down`). Refusals and WebSockets are access-logged here; every
-    other HTTP request is logged by GatewayDispatcher."""
+    other HTTP request goes to `application` as it is (GatewayDispatcher logs it), with no
+    wrapper on the proxy's path."""
     if draining and scope["type"] == "http":
-        await logged(_refuse, scope, receive, send)
-    elif scope["type"] == "websocket":
-        await logged(application, scope, receive, send)
-    else:
-        await application(scope, receive, send)
+        return _logged_refusal
+    if scope["type"] == "websocket":
+        return functools.partial(logged, application)
+    return application
+
+
+async def _logged_refusal(scope: dict[str, Any], receive: Any, send: Send) -> None:
+    await logged(_refuse, scope, receive, send)
 
 
 async def _refuse(scope: dict[str, Any], receive: Any, send: Send) -> None:
