@@ -8,12 +8,12 @@ Run:
 
 What `make bench` does (bench/stack.py):
   1. a temp var dir with a throwaway SQLite database (GATEHOUSE_VAR_DIR, DATABASE_URL,
-     DEBUG=1, no Redis, GATEHOUSE_CACHE_TTL left at its 5 s default so steady state does no
+     DEBUG=0, no Redis, GATEHOUSE_CACHE_TTL left at its 5 s default so steady state does no
      database query per request); `migrate`, then `apply_config` (a cost center, a user, a
      provider pointing at the emulator with one upstream key, a `claude-*` route, a price)
      and `issue_key`;
-  2. the upstream emulator (`python -m gateway.emulator.server`) pinned to the first core and
-     Gatehouse (Daphne, as the Procfile runs it) pinned to the second, with `taskset -c`;
+  2. the upstream emulator (under Granian) pinned to the first core and Gatehouse
+     (`python -m gateway.serve`, as the Procfile runs it) pinned to the second, with `taskset -c`;
   3. every scenario (bench/scenarios.py) runs in short rounds, alternating direct → gateway →
      direct → gateway …, so drift on the machine hits both sides alike. The load generator
      runs in this process and moves (sched_setaffinity) to the core the measured path leaves
@@ -31,5 +31,6 @@ Knobs (environment): BENCH_LONG=1; BENCH_KEEP=1 keeps the temp dir (server logs)
 BENCH_GATEWAY_ASGI=module:attr and BENCH_PYTHONPATH run a variant of the gateway (used to
 compare upstream clients); BENCH_DAPHNE_ARGS adds Daphne options; BENCH_NICE=-10 runs the
 servers and the load generator at a higher priority on a machine shared with other work;
-BENCH_COMMIT labels a run of an exported tree that has no .git.
+BENCH_COMMIT labels a run of an exported tree that has no .git; BENCH_SERVER=granian,
+BENCH_POSTGRES=URL and BENCH_REDIS=URL change what is measured (docs/benchmarks.md, "Running").
 """

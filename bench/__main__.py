@@ -43,6 +43,7 @@ async def bench(names: list[str], long_run: bool) -> int:
     with running_stack() as stack:
         assert stack.gateway is not None
         assert stack.emulator is not None
+        info["database"], info["redis"] = stack.database, stack.redis
         print(
             f"bench: emulator pid {stack.emulator.pid} on core {stack.emulator.core}, "
             f"gateway pid {stack.gateway.pid} on core {stack.gateway.core}",
@@ -70,7 +71,8 @@ async def bench(names: list[str], long_run: bool) -> int:
         f"{' '.join(load)}\n"
         f"emulator ({info['emulator'].capitalize()}) pinned to core {stack.emulator_core}, "
         f"gateway ({info['gateway']}) to "
-        f"core {stack.gateway_core}; {stack.database}, no Redis, GATEHOUSE_CACHE_TTL default (5 s)\n"
+        f"core {stack.gateway_core}; {stack.database}, {stack.redis}, "
+        "GATEHOUSE_CACHE_TTL default (5 s)\n"
     )
     print(report.table(rows))
     print()

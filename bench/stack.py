@@ -201,6 +201,7 @@ class Stack:
     # the cores: the emulator on the first, Gatehouse on the second (DESIGN.md §1: "one core
     # for the proxy"); the load generator moves to whichever core the measured path leaves idle.
     database: str = "SQLite"
+    redis: str = "no Redis"
     emulator_core: int = 0
     gateway_core: int = 1
 
@@ -252,6 +253,34 @@ def throwaway_database(env: dict[str, str]) -> Iterator[str]:
     finally:
         with psycopg.connect(server_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def shared_redis(env: dict[str, str]) -> Iterator[str]:
+    """Without BENCH_REDIS, budgets, limits and pool state are counted in the gateway's process.
+    With it (a Redis URL), they go through that Redis, as with several workers in production,
+    under a key prefix of this run's own, whose keys are deleted afterwards. Celery stays on
+    the var dir's spool, so nothing lands in that Redis's queues. Yields the report's words."""
+    url = os.environ.get("BENCH_REDIS")
+    if not url:
+        yield "no Redis"
+        return
+    import redis
+
+    prefix = f"gatehouse-bench-{os.getpid()}-{secrets.token_hex(4)}"
+    client = redis.Redis.from_url(url)
+    client.ping()  # an unreachable Redis stops the run here, not as gateway errors later
+    env.update(
+        {"REDIS_URL": url, "GATEHOUSE_REDIS_PREFIX": prefix, "CELERY_BROKER_URL": "filesystem://"}
+    )
+    server = urlsplit(url)
+    try:
+        yield f"Redis ({server.hostname}:{server.port or 6379}, not pinned)"
+    finally:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        for start in range(0, len(keys), 1000):
+            client.delete(*keys[start : start + 1000])
+        client.close()
 
 
 def _manage(env: dict[str, str], *args: str) -> str:
@@ -418,6 +447,7 @@ def running_stack(*, keep_var_dir: bool = False, with_gateway: bool = True) -> I
         stack.emulator_core = stack.gateway_core = cores[0]
     try:
         stack.database = stack_exit.enter_context(throwaway_database(stack.env))
+        stack.redis = stack_exit.enter_context(shared_redis(stack.env))
         emulator_port, gateway_port = free_port(), free_port()
         print(
             f"bench: var dir {var_dir}; migrating a throwaway {stack.database} database …",
