@@ -27,6 +27,9 @@ STATE_TTL_S = 3600
 AFFINITY_TTL_S = 3600
 MAX_SESSIONS = 100_000
 REDIS_RETRY_AFTER_S = 5.0
+# Every Anthropic response reports a new headroom; other processes need it only to spread load,
+# so a change of headroom alone goes to Redis at most this often per key and process.
+HEADROOM_WRITE_INTERVAL_S = 1.0
 REDIS_FAILURES = (RedisError, OSError, TimeoutError)
 
 
@@ -85,6 +88,8 @@ class RedisPoolState:
         self._client = shared_async_client(url)
         self.fallback = LocalPoolState()
         self._down_until = 0.0
+        # per key: the state this process last wrote, and when (monotonic)
+        self._written: dict[int, tuple[KeyState, float]] = {}
 
     def _available(self) -> bool:
         return time.monotonic() >= self._down_until
@@ -120,8 +125,19 @@ class RedisPoolState:
         return states, affinity
 
     async def save(self, key_id: int, state: KeyState) -> None:
+        """Written to Redis at once when it changes which keys may be used; when only the
+        reported headroom moved, at most every HEADROOM_WRITE_INTERVAL_S (a round trip per
+        request otherwise, for a number that only spreads the load)."""
         await self.fallback.save(key_id, state)
         if not self._available():
+            return
+        now = time.monotonic()
+        written = self._written.get(key_id)
+        if (
+            written is not None
+            and now - written[1] < HEADROOM_WRITE_INTERVAL_S
+            and only_headroom_moved(written[0], state, time.time())
+        ):
             return
         ttl = max(STATE_TTL_S, int(state.cooldown_until - time.time()) + 1)
         try:
@@ -129,7 +145,10 @@ class RedisPoolState:
                 _state_key(key_id), orjson.dumps(dataclasses.asdict(state)), ex=ttl
             )
         except REDIS_FAILURES as error:
+            self._written.pop(key_id, None)
             self._failed(error)
+        else:
+            self._written[key_id] = (state, now)
 
     async def set_affinity(self, session_id: str, key_id: int) -> None:
         await self.fallback.set_affinity(session_id, key_id)
@@ -139,6 +158,17 @@ class RedisPoolState:
             await self._client.set(_affinity_key(session_id), str(key_id), ex=AFFINITY_TTL_S)
         except REDIS_FAILURES as error:
             self._failed(error)
+
+
+def only_headroom_moved(before: KeyState, after: KeyState, now: float) -> bool:
+    """True when `after` differs from `before` only in numbers that rank usable keys: the
+    same cooldown and health, and the key usable now under both."""
+    return (
+        after.cooldown_until == before.cooldown_until
+        and after.unhealthy_reason == before.unhealthy_reason
+        and not before.blocked_until(now)
+        and not after.blocked_until(now)
+    )
 
 
 def pool_state_for_settings() -> PoolState:

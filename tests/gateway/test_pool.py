@@ -9,8 +9,9 @@ from collections import Counter
 
 import pytest
 
+from gateway import pool_state
 from gateway.pool import KeyState, cooldown_seconds, key_order, observed_state
-from gateway.pool_state import LocalPoolState, RedisPoolState
+from gateway.pool_state import LocalPoolState, RedisPoolState, only_headroom_moved
 from gateway.redis_client import MAX_CONNECTIONS
 from gateway.secrets import Secret
 from gateway.snapshot import UpstreamKeySpec
@@ -133,6 +134,71 @@ async def test_redis_pool_state_is_shared_between_processes():
         cooldown_until=NOW + 60, requests_remaining=3, requests_limit=10
     )
     assert affinity == key_id
+
+
+def headroom(requests_remaining: int, *, reset_at: float | None = None) -> KeyState:
+    return KeyState(requests_remaining=requests_remaining, requests_limit=100, reset_at=reset_at)
+
+
+async def shared_state(key_id: int) -> KeyState | None:
+    states, _ = await RedisPoolState(redis_url()).load([key_id], "")
+    return states.get(key_id)
+
+
+async def test_headroom_alone_reaches_redis_at_most_once_an_interval_per_key():
+    writer = RedisPoolState(redis_url())
+    key_id = random.randint(10_000, 10_000_000)
+
+    await writer.save(key_id, headroom(90))
+    await writer.save(key_id, headroom(89))
+    await writer.save(key_id, headroom(88))
+
+    assert await shared_state(key_id) == headroom(90)
+    # this process steers by what it saw last, whether or not it was written
+    assert writer.fallback.states[key_id] == headroom(88)
+
+
+async def test_headroom_reaches_redis_once_the_interval_has_passed(monkeypatch):
+    writer = RedisPoolState(redis_url())
+    key_id = random.randint(10_000, 10_000_000)
+    await writer.save(key_id, headroom(90))
+    monkeypatch.setattr(pool_state, "HEADROOM_WRITE_INTERVAL_S", 0.0)
+
+    await writer.save(key_id, headroom(89))
+
+    assert await shared_state(key_id) == headroom(89)
+
+
+async def test_a_cooldown_an_exhausted_key_and_an_unhealthy_key_reach_redis_at_once():
+    writer = RedisPoolState(redis_url())
+    key_id = random.randint(10_000, 10_000_000)
+    await writer.save(key_id, headroom(90))
+
+    exhausted = headroom(0, reset_at=NOW + 30)
+    await writer.save(key_id, exhausted)
+    assert await shared_state(key_id) == exhausted
+
+    recovered = headroom(100)
+    await writer.save(key_id, recovered)
+    assert await shared_state(key_id) == recovered
+
+    cooling = KeyState(cooldown_until=NOW + 60, requests_remaining=99, requests_limit=100)
+    await writer.save(key_id, cooling)
+    assert await shared_state(key_id) == cooling
+
+    unhealthy = KeyState(unhealthy_reason="upstream 401")
+    await writer.save(key_id, unhealthy)
+    assert await shared_state(key_id) == unhealthy
+
+
+def test_only_a_change_of_headroom_on_a_usable_key_may_wait():
+    now = NOW
+    assert only_headroom_moved(headroom(90), headroom(10), now)
+    assert only_headroom_moved(headroom(90), KeyState(tokens_remaining=5, tokens_limit=9), now)
+    assert not only_headroom_moved(headroom(90), headroom(0, reset_at=now + 5), now)
+    assert not only_headroom_moved(headroom(0, reset_at=now + 5), headroom(90), now)
+    assert not only_headroom_moved(headroom(90), KeyState(cooldown_until=now + 5), now)
+    assert not only_headroom_moved(KeyState(), KeyState(unhealthy_reason="upstream 403"), now)
 
 
 async def test_more_lookups_at_once_than_redis_connections_are_all_answered_by_redis(caplog):
