@@ -30,6 +30,10 @@ REDIS_RETRY_AFTER_S = 5.0
 # Every Anthropic response reports a new headroom; other processes need it only to spread load,
 # so a change of headroom alone goes to Redis at most this often per key and process.
 HEADROOM_WRITE_INTERVAL_S = 1.0
+# How long a process steers by pool state it read from Redis before reading it again: what
+# another process learned (a cooldown, a session's key) reaches this one within that time,
+# what this one learned at once. A read per request would be a round trip per request.
+READ_TTL_S = 0.25
 REDIS_FAILURES = (RedisError, OSError, TimeoutError)
 
 
@@ -82,7 +86,11 @@ def _affinity_key(session_id: str) -> str:
 
 
 class RedisPoolState:
-    """Pool state shared by every process through Redis, with an in-process fallback."""
+    """Pool state shared by every process through Redis, with an in-process fallback.
+
+    A process reads it at most every READ_TTL_S (and steers by its own updates meanwhile);
+    it writes a change that decides which keys may be used at once, headroom alone at most
+    every HEADROOM_WRITE_INTERVAL_S."""
 
     def __init__(self, url: str) -> None:
         self._client = shared_async_client(url)
@@ -90,6 +98,9 @@ class RedisPoolState:
         self._down_until = 0.0
         # per key: the state this process last wrote, and when (monotonic)
         self._written: dict[int, tuple[KeyState, float]] = {}
+        # per key and per session: what this process last read or learned, and when (monotonic)
+        self._states: dict[int, tuple[KeyState | None, float]] = {}
+        self._affinity: dict[str, tuple[int | None, float]] = {}
 
     def _available(self) -> bool:
         return time.monotonic() >= self._down_until
@@ -108,6 +119,10 @@ class RedisPoolState:
         ids = list(key_ids)
         if not self._available():
             return await self.fallback.load(ids, session_id)
+        now = time.monotonic()
+        known = self._known(ids, session_id, now - READ_TTL_S)
+        if known is not None:
+            return known
         names = [_state_key(key_id) for key_id in ids]
         if session_id:
             names.append(_affinity_key(session_id))
@@ -122,7 +137,43 @@ class RedisPoolState:
             if raw is not None
         }
         affinity = int(values[-1]) if session_id and values and values[-1] is not None else None
+        for key_id in ids:
+            self._states[key_id] = (states.get(key_id), now)
+        if session_id:
+            self._remember_affinity(session_id, affinity, now)
         return states, affinity
+
+    def _known(
+        self, ids: list[int], session_id: str, fresh_after: float
+    ) -> tuple[dict[int, KeyState], int | None] | None:
+        """The pool state as this process read or learned it since `fresh_after`; None when
+        any of it is older (or was never read)."""
+        states: dict[int, KeyState] = {}
+        for key_id in ids:
+            entry = self._states.get(key_id)
+            if entry is None or entry[1] <= fresh_after:
+                return None
+            if entry[0] is not None:
+                states[key_id] = entry[0]
+        if not session_id:
+            return states, None
+        affinity = self._affinity.get(session_id)
+        if affinity is None or affinity[1] <= fresh_after:
+            return None
+        return states, affinity[0]
+
+    def _learned_state(self, key_id: int, state: KeyState) -> None:
+        """What this process learned replaces what it read, but does not make it younger:
+        the next read from Redis comes as soon as it would have, so a busy process still
+        sees what the others learned within READ_TTL_S."""
+        read = self._states.get(key_id)
+        if read is not None:
+            self._states[key_id] = (state, read[1])
+
+    def _remember_affinity(self, session_id: str, key_id: int | None, now: float) -> None:
+        if len(self._affinity) >= MAX_SESSIONS:
+            self._affinity.clear()  # entries live a fraction of a second: none is worth keeping
+        self._affinity[session_id] = (key_id, now)
 
     async def save(self, key_id: int, state: KeyState) -> None:
         """Written to Redis at once when it changes which keys may be used; when only the
@@ -131,6 +182,7 @@ class RedisPoolState:
         await self.fallback.save(key_id, state)
         if not self._available():
             return
+        self._learned_state(key_id, state)
         now = time.monotonic()
         written = self._written.get(key_id)
         if (
@@ -154,6 +206,9 @@ class RedisPoolState:
         await self.fallback.set_affinity(session_id, key_id)
         if not session_id or not self._available():
             return
+        read = self._affinity.get(session_id)
+        if read is not None:
+            self._affinity[session_id] = (key_id, read[1])
         try:
             await self._client.set(_affinity_key(session_id), str(key_id), ex=AFFINITY_TTL_S)
         except REDIS_FAILURES as error:

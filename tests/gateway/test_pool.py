@@ -191,6 +191,83 @@ async def test_a_cooldown_an_exhausted_key_and_an_unhealthy_key_reach_redis_at_o
     assert await shared_state(key_id) == unhealthy
 
 
+async def test_what_another_process_learned_is_read_from_redis_once_the_read_interval_passed(
+    monkeypatch,
+):
+    writer, reader = RedisPoolState(redis_url()), RedisPoolState(redis_url())
+    key_id = random.randint(10_000, 10_000_000)
+    session = f"session-{random.random()}"
+    assert await reader.load([key_id], session) == ({}, None)
+
+    cooling = KeyState(cooldown_until=NOW + 60)
+    await writer.save(key_id, cooling)
+    await writer.set_affinity(session, key_id)
+
+    # within the interval the reader steers by what it read: no round trip per request
+    assert await reader.load([key_id], session) == ({}, None)
+    monkeypatch.setattr(pool_state, "READ_TTL_S", 0.0)
+    assert await reader.load([key_id], session) == ({key_id: cooling}, key_id)
+
+
+async def test_what_a_process_learned_itself_steers_it_at_once():
+    store = RedisPoolState(redis_url())
+    key_id, other_id = random.sample(range(10_000, 10_000_000), 2)
+    session = f"session-{random.random()}"
+    assert await store.load([key_id, other_id], session) == ({}, None)
+
+    await store.save(key_id, KeyState(cooldown_until=NOW + 60))
+    await store.set_affinity(session, other_id)
+
+    assert await store.load([key_id, other_id], session) == (
+        {key_id: KeyState(cooldown_until=NOW + 60)},
+        other_id,
+    )
+
+
+async def test_a_process_busy_with_a_key_still_reads_what_others_learned(monkeypatch):
+    monkeypatch.setattr(pool_state, "READ_TTL_S", 0.05)
+    writer, reader = RedisPoolState(redis_url()), RedisPoolState(redis_url())
+    key_id = random.randint(10_000, 10_000_000)
+    await reader.load([key_id], "")
+    await asyncio.sleep(0.06)
+
+    # the reader keeps learning about the key (a response per request) …
+    await reader.save(key_id, headroom(50))
+    await writer.save(key_id, KeyState(cooldown_until=NOW + 60))
+
+    # … which does not make what it read from Redis any younger
+    states, _ = await reader.load([key_id], "")
+    assert states[key_id].cooldown_until == NOW + 60
+
+
+async def test_a_process_busy_with_a_session_still_reads_where_others_moved_it(monkeypatch):
+    monkeypatch.setattr(pool_state, "READ_TTL_S", 0.05)
+    writer, reader = RedisPoolState(redis_url()), RedisPoolState(redis_url())
+    key_id, other_id = random.sample(range(10_000, 10_000_000), 2)
+    session = f"session-{random.random()}"
+    await reader.load([], session)
+    await asyncio.sleep(0.06)
+
+    await reader.set_affinity(session, key_id)
+    await writer.set_affinity(session, other_id)
+
+    assert await reader.load([], session) == ({}, other_id)
+
+
+async def test_a_key_or_session_not_read_yet_is_read_from_redis():
+    writer, reader = RedisPoolState(redis_url()), RedisPoolState(redis_url())
+    key_id, new_id = random.sample(range(10_000, 10_000_000), 2)
+    await reader.load([key_id], "")
+    await writer.save(new_id, KeyState(cooldown_until=NOW + 60))
+    session = f"session-{random.random()}"
+    await writer.set_affinity(session, new_id)
+
+    states, affinity = await reader.load([key_id, new_id], session)
+
+    assert states == {new_id: KeyState(cooldown_until=NOW + 60)}
+    assert affinity == new_id
+
+
 def test_only_a_change_of_headroom_on_a_usable_key_may_wait():
     now = NOW
     assert only_headroom_moved(headroom(90), headroom(10), now)

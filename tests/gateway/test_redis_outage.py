@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from accounts.models import VirtualKey
+from gateway.pool_state import READ_TTL_S
 from tests.conftest import Person
 from tests.live_servers import start_gatehouse, stop_server
 from tests.private_redis import PrivateRedis
@@ -71,6 +72,7 @@ def test_the_gateway_serves_through_a_redis_outage_and_returns_its_state_to_redi
 
             # when Redis dies while they keep sending,
             private_redis.kill()
+            time.sleep(READ_TTL_S)  # what the pool state read from Redis is stale by now
             during = [send(client, alice) for _ in range(10)]
             bob_during = [send(client, bob) for _ in range(4)]
             log_during = server.log_text()
