@@ -268,19 +268,22 @@ def shared_redis(env: dict[str, str]) -> Iterator[str]:
     import redis
 
     prefix = f"gatehouse-bench-{os.getpid()}-{secrets.token_hex(4)}"
-    client = redis.Redis.from_url(url)
-    client.ping()  # an unreachable Redis stops the run here, not as gateway errors later
-    env.update(
-        {"REDIS_URL": url, "GATEHOUSE_REDIS_PREFIX": prefix, "CELERY_BROKER_URL": "filesystem://"}
-    )
     server = urlsplit(url)
-    try:
-        yield f"Redis ({server.hostname}:{server.port or 6379}, not pinned)"
-    finally:
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-        for start in range(0, len(keys), 1000):
-            client.delete(*keys[start : start + 1000])
-        client.close()
+    with redis.Redis.from_url(url) as client:
+        client.ping()  # an unreachable Redis stops the run here, not as gateway errors later
+        env.update(
+            {
+                "REDIS_URL": url,
+                "GATEHOUSE_REDIS_PREFIX": prefix,
+                "CELERY_BROKER_URL": "filesystem://",
+            }
+        )
+        try:
+            yield f"Redis ({server.hostname}:{server.port or 6379}, not pinned)"
+        finally:
+            keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+            for start in range(0, len(keys), 1000):
+                client.delete(*keys[start : start + 1000])
 
 
 def _manage(env: dict[str, str], *args: str) -> str:
