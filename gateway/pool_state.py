@@ -7,6 +7,7 @@ a warning) and Redis is tried again a few seconds later.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
@@ -101,6 +102,10 @@ class RedisPoolState:
         # per key and per session: what this process last read or learned, and when (monotonic)
         self._states: dict[int, tuple[KeyState | None, float]] = {}
         self._affinity: dict[str, tuple[int | None, float]] = {}
+        # reads from Redis in flight, by (key ids, session): joined, not repeated
+        self._reading: dict[
+            tuple[tuple[int, ...], str], asyncio.Future[tuple[dict[int, KeyState], int | None]]
+        ] = {}
 
     def _available(self) -> bool:
         return time.monotonic() >= self._down_until
@@ -123,6 +128,20 @@ class RedisPoolState:
         known = self._known(ids, session_id, now - READ_TTL_S)
         if known is not None:
             return known
+        # When the read interval lapses, every request in flight finds the state stale at
+        # once: one read answers them all instead of a round trip each.
+        flight = (tuple(ids), session_id)
+        reading = self._reading.get(flight)
+        if reading is None or reading.get_loop() is not asyncio.get_running_loop():
+            reading = asyncio.ensure_future(self._read(ids, session_id, now))
+            self._reading[flight] = reading
+            reading.add_done_callback(lambda _: self._reading.pop(flight, None))
+        states, affinity = await asyncio.shield(reading)
+        return dict(states), affinity
+
+    async def _read(
+        self, ids: list[int], session_id: str, now: float
+    ) -> tuple[dict[int, KeyState], int | None]:
         names = [_state_key(key_id) for key_id in ids]
         if session_id:
             names.append(_affinity_key(session_id))

@@ -283,11 +283,57 @@ async def test_more_lookups_at_once_than_redis_connections_are_all_answered_by_r
     key_id = random.randint(10_000, 10_000_000)
     await writer.save(key_id, KeyState(cooldown_until=NOW + 60))
 
-    answers = await asyncio.gather(*(reader.load([key_id], "") for _ in range(5 * MAX_CONNECTIONS)))
+    # a pool of two keys each: every lookup a read of its own
+    answers = await asyncio.gather(
+        *(reader.load([key_id, -n], "") for n in range(1, 5 * MAX_CONNECTIONS + 1))
+    )
 
     # The reader's own process knows nothing: every state came from Redis.
     assert all(states == {key_id: KeyState(cooldown_until=NOW + 60)} for states, _ in answers)
     assert "Redis unavailable" not in caplog.text
+
+
+class CountingMget:
+    def __init__(self, mget):
+        self.mget = mget
+        self.calls = 0
+
+    async def __call__(self, names):
+        self.calls += 1
+        return await self.mget(names)
+
+
+async def test_lookups_in_flight_when_the_read_interval_lapses_share_one_read(monkeypatch):
+    writer, reader = RedisPoolState(redis_url()), RedisPoolState(redis_url())
+    key_id = random.randint(10_000, 10_000_000)
+    session = f"session-{random.random()}"
+    await writer.save(key_id, KeyState(cooldown_until=NOW + 60))
+    await writer.set_affinity(session, key_id)
+    reads = CountingMget(reader._client.mget)
+    monkeypatch.setattr(reader._client, "mget", reads)
+
+    answers = await asyncio.gather(*(reader.load([key_id], session) for _ in range(32)))
+    other_session = await reader.load([key_id], f"{session}-other")
+
+    assert answers == [({key_id: KeyState(cooldown_until=NOW + 60)}, key_id)] * 32
+    assert other_session == ({key_id: KeyState(cooldown_until=NOW + 60)}, None)
+    assert reads.calls == 2  # one for the 32 lookups, one for the other session
+    answers[0][0].clear()  # each caller has a dict of its own
+    assert answers[1][0] == {key_id: KeyState(cooldown_until=NOW + 60)}
+
+
+async def test_a_lookup_cancelled_while_it_shares_a_read_leaves_the_others_their_answer():
+    writer, reader = RedisPoolState(redis_url()), RedisPoolState(redis_url())
+    key_id = random.randint(10_000, 10_000_000)
+    await writer.save(key_id, KeyState(cooldown_until=NOW + 60))
+
+    first = asyncio.ensure_future(reader.load([key_id], ""))
+    second = asyncio.ensure_future(reader.load([key_id], ""))
+    await asyncio.sleep(0)
+    first.cancel()
+
+    assert await second == ({key_id: KeyState(cooldown_until=NOW + 60)}, None)
+    assert first.cancelled()
 
 
 async def test_redis_pool_state_falls_back_to_the_process_when_redis_is_unreachable(caplog):
