@@ -211,6 +211,9 @@ class RedisPoolState:
         ):
             return
         ttl = max(STATE_TTL_S, int(state.cooldown_until - time.time()) + 1)
+        # Counted as written from the moment it is sent: the requests that end while the
+        # write is on its way would otherwise each send their own headroom too.
+        self._written[key_id] = (state, now)
         try:
             await self._client.set(
                 _state_key(key_id), orjson.dumps(dataclasses.asdict(state)), ex=ttl
@@ -218,8 +221,6 @@ class RedisPoolState:
         except REDIS_FAILURES as error:
             self._written.pop(key_id, None)
             self._failed(error)
-        else:
-            self._written[key_id] = (state, now)
 
     async def set_affinity(self, session_id: str, key_id: int) -> None:
         await self.fallback.set_affinity(session_id, key_id)

@@ -8,6 +8,7 @@ import random
 from collections import Counter
 
 import pytest
+import redis
 
 from gateway import pool_state
 from gateway.pool import KeyState, cooldown_seconds, key_order, observed_state
@@ -119,6 +120,18 @@ def redis_url() -> str:
     return os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/14"
 
 
+class CountingCalls:
+    """A Redis command of a real client, counted."""
+
+    def __init__(self, command):
+        self.command = command
+        self.calls = 0
+
+    async def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return await self.command(*args, **kwargs)
+
+
 async def test_redis_pool_state_is_shared_between_processes():
     writer, reader = RedisPoolState(redis_url()), RedisPoolState(redis_url())
     session = f"session-{random.random()}"
@@ -156,6 +169,37 @@ async def test_headroom_alone_reaches_redis_at_most_once_an_interval_per_key():
     assert await shared_state(key_id) == headroom(90)
     # this process steers by what it saw last, whether or not it was written
     assert writer.fallback.states[key_id] == headroom(88)
+
+
+async def test_headroom_of_requests_ending_together_reaches_redis_once(monkeypatch):
+    writer = RedisPoolState(redis_url())
+    key_id = random.randint(10_000, 10_000_000)
+    writes = CountingCalls(writer._client.set)
+    monkeypatch.setattr(writer._client, "set", writes)
+
+    await asyncio.gather(*(writer.save(key_id, headroom(90 - n)) for n in range(32)))
+
+    assert writes.calls == 1
+    assert await shared_state(key_id) == headroom(90)
+    assert writer.fallback.states[key_id] == headroom(90 - 31)
+
+
+async def test_a_headroom_write_that_failed_is_not_counted_as_written(monkeypatch):
+    writer = RedisPoolState(redis_url())
+    key_id = random.randint(10_000, 10_000_000)
+    real_set = writer._client.set
+
+    async def failing_set(*args, **kwargs):
+        raise redis.ConnectionError("connection reset")
+
+    monkeypatch.setattr(writer._client, "set", failing_set)
+    await writer.save(key_id, headroom(90))
+    monkeypatch.setattr(writer._client, "set", real_set)
+    writer._down_until = 0.0  # Redis is back
+
+    await writer.save(key_id, headroom(89))
+
+    assert await shared_state(key_id) == headroom(89)
 
 
 async def test_headroom_reaches_redis_once_the_interval_has_passed(monkeypatch):
@@ -293,23 +337,13 @@ async def test_more_lookups_at_once_than_redis_connections_are_all_answered_by_r
     assert "Redis unavailable" not in caplog.text
 
 
-class CountingMget:
-    def __init__(self, mget):
-        self.mget = mget
-        self.calls = 0
-
-    async def __call__(self, names):
-        self.calls += 1
-        return await self.mget(names)
-
-
 async def test_lookups_in_flight_when_the_read_interval_lapses_share_one_read(monkeypatch):
     writer, reader = RedisPoolState(redis_url()), RedisPoolState(redis_url())
     key_id = random.randint(10_000, 10_000_000)
     session = f"session-{random.random()}"
     await writer.save(key_id, KeyState(cooldown_until=NOW + 60))
     await writer.set_affinity(session, key_id)
-    reads = CountingMget(reader._client.mget)
+    reads = CountingCalls(reader._client.mget)
     monkeypatch.setattr(reader._client, "mget", reads)
 
     answers = await asyncio.gather(*(reader.load([key_id], session) for _ in range(32)))
