@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
+import uuid
 from decimal import Decimal
 
 import pytest
 from channels.db import database_sync_to_async
 from channels.layers import BaseChannelLayer
 from channels.testing import WebsocketCommunicator
+from channels_redis.core import RedisChannelLayer
 from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test import Client
@@ -19,6 +22,7 @@ from django.test import Client
 from accounts.models import User, VirtualKey
 from config.asgi import application
 from gateway import live_feed
+from gateway.live_feed import feed_entries
 from gateway.models import RequestLog
 from gateway.recorder import RequestRecorder
 from tests.ui.traffic import earlier_today, request_log
@@ -209,6 +213,62 @@ def test_a_stuck_channel_layer_never_holds_up_the_writer(db, alice, monkeypatch,
 
     assert elapsed < 0.2
     assert "Live feed: group_send failed" in caplog.text
+
+
+REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/13"
+
+
+@pytest.fixture
+def redis_layer(monkeypatch):
+    """A real Redis channel layer of the test's own, as the feed's and the consumers'."""
+    layer = RedisChannelLayer(hosts=[REDIS_URL], prefix=f"gatehouse-test-{uuid.uuid4().hex}")
+    monkeypatch.setattr(live_feed, "get_channel_layer", lambda: layer)
+    return layer
+
+
+class CountingFeedEntries:
+    def __init__(self):
+        self.batches = 0
+
+    def __call__(self, logs):
+        self.batches += 1
+        return feed_entries(logs)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_with_nobody_watching_through_redis_a_batch_becomes_no_feed_lines(
+    alice, redis_layer, monkeypatch
+):
+    built = CountingFeedEntries()
+    monkeypatch.setattr(live_feed, "feed_entries", built)
+    rows = await database_sync_to_async(lambda: [row_for(alice.user, "req_unwatched")])()
+
+    await asyncio.to_thread(live_feed.publish_requests, rows)
+
+    assert built.batches == 0
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_watcher_in_another_process_receives_the_batch_through_redis(
+    alice, redis_layer, monkeypatch
+):
+    built = CountingFeedEntries()
+    monkeypatch.setattr(live_feed, "feed_entries", built)
+    # another process's consumer: a layer of its own on the same Redis, joined to the group
+    elsewhere = RedisChannelLayer(hosts=[REDIS_URL], prefix=redis_layer.prefix)
+    channel = await elsewhere.new_channel()
+    await elsewhere.group_add(live_feed.group_name(), channel)
+    rows = await database_sync_to_async(lambda: [row_for(alice.user, "req_watched")])()
+
+    try:
+        await asyncio.to_thread(live_feed.publish_requests, rows)
+        message = await asyncio.wait_for(elsewhere.receive(channel), timeout=5)
+    finally:
+        await elsewhere.group_discard(live_feed.group_name(), channel)
+        await elsewhere.flush()
+
+    assert built.batches == 1
+    assert [entry["request_id"] for entry in message["requests"]] == ["req_watched"]
 
 
 def test_feed_entries_carry_no_prompt_and_no_secret(db, alice):
