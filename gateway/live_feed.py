@@ -8,8 +8,8 @@ The writer thread never waits for the channel layer: it hands `group_send` to an
 and goes back to writing rows.
 - In memory (no `REDIS_URL`): the layer's queues are asyncio objects of the server's event
   loop and must not be touched from another thread, so the send runs on that loop (consumers
-  record it when they connect). No consumer has connected in this process: nobody could
-  receive, nothing is sent.
+  record it when they connect). No consumer in the group (none has connected, or all have
+  left): nobody could receive, nothing is built or sent.
 - Redis: the send runs on a small publisher loop of its own (one thread, its connections
   reused); consumers in every Gatehouse process receive it. The writer first asks Redis
   whether anyone has joined the group (one ZCOUNT): with nobody watching, a batch costs
@@ -118,7 +118,10 @@ def publish_requests(rows: Sequence[dict[str, Any]]) -> None:
         loop = _server_loop if isinstance(layer, InMemoryChannelLayer) else publisher_loop()
         if loop is None or loop.is_closed():
             return
-        if isinstance(layer, RedisChannelLayer) and not _anyone_watching(layer):
+        if isinstance(layer, InMemoryChannelLayer):
+            if not layer.groups.get(group_name()):  # a dict lookup is safe from this thread
+                return
+        elif isinstance(layer, RedisChannelLayer) and not _anyone_watching(layer):
             return
         if not _in_flight.acquire(blocking=False):
             logger.warning(

@@ -271,6 +271,21 @@ async def test_a_watcher_in_another_process_receives_the_batch_through_redis(
     assert [entry["request_id"] for entry in message["requests"]] == ["req_watched"]
 
 
+@pytest.mark.django_db(transaction=True)
+async def test_once_every_watcher_has_left_a_batch_becomes_no_feed_lines(staff, alice, monkeypatch):
+    watcher, connected, _ = await connect(staff)
+    assert connected
+    await watcher.disconnect()
+    built = CountingFeedEntries()
+    monkeypatch.setattr(live_feed, "feed_entries", built)
+
+    rows = await database_sync_to_async(lambda: [row_for(alice.user, "req_after_all_left")])()
+    await asyncio.to_thread(write_like_the_recorder, rows)
+
+    assert built.batches == 0
+    assert await database_sync_to_async(logged)("req_after_all_left") == 1
+
+
 def test_feed_entries_carry_no_prompt_and_no_secret(db, alice):
     log = request_log(started_at=earlier_today(1), user=alice.user, cost=None)
 
