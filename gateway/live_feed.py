@@ -14,7 +14,7 @@ and goes back to writing rows.
   reused); consumers in every Gatehouse process receive it. The writer first asks Redis
   whether anyone has joined the group (one ZCOUNT): with nobody watching, a batch costs
   that instead of a model instance and a feed line per row and a username query (a tenth
-  of the gateway's CPU a request under `make bench` with `BENCH_REDIS`).
+  of the gateway's instructions a request in `make bench-instructions` with `BENCH_REDIS`).
 Sends are bounded by a timeout and by how many may be in flight; failures are logged and
 never reach the recorder.
 """
