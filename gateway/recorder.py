@@ -74,6 +74,13 @@ REJECTED_DIR = "rejected"
 # Django's per-statement work 40 times a batch (a fifth of the writer's instructions).
 WRITE_SLICE_ROWS = 5
 WRITE_PAUSE_S = 0.0005
+# The writer runs at the lowest CPU priority (see `run_in_background`), so on a core the event
+# loop keeps saturated it gets almost none, and rows would pile up in memory for as long as the
+# load lasts. Past BACKLOG_BATCHES full batches queued, each new row waits BACKLOG_PAUSE_S
+# (holding no GIL) before its request ends: the writer gets the core meanwhile, the request
+# log keeps up with the traffic and the queue stays bounded. Only an overloaded process pays.
+BACKLOG_BATCHES = 10
+BACKLOG_PAUSE_S = 0.001
 
 _request_log_insert = LeanInsert(RequestLog)
 
@@ -148,8 +155,14 @@ class RequestRecorder:
     def record(self, row: dict[str, Any]) -> None:
         self._ensure_started()
         self._queue.append(row)
-        if self._writer_idle or len(self._queue) >= self.batch_size:
+        depth = len(self._queue)
+        if self._writer_idle or depth >= self.batch_size:
             self._wake.set()
+            if depth >= self.batch_size * BACKLOG_BATCHES:
+                self._yield_to_the_writer()
+
+    def _yield_to_the_writer(self) -> None:
+        time.sleep(BACKLOG_PAUSE_S)  # see BACKLOG_BATCHES
 
     def _enqueue_marker(self, marker: dict[str, Any] | None) -> None:
         with self._lock:

@@ -12,7 +12,7 @@ import pytest
 
 from gateway.lean_insert import LeanInsert
 from gateway.models import RequestLog
-from gateway.recorder import WRITE_SLICE_ROWS, RequestRecorder
+from gateway.recorder import BACKLOG_BATCHES, WRITE_SLICE_ROWS, RequestRecorder
 from gateway.server_tuning import BACKGROUND_NICENESS
 from tests.gateway.test_recorder_spool import row
 
@@ -211,3 +211,34 @@ def test_a_spool_replay_writes_without_pausing_since_it_is_catching_up(tmp_path)
     assert recorder.priced_at_pauses == []
     assert RequestLog.objects.count() == len(spooled)
     assert list(tmp_path.glob("*.jsonl")) == []
+
+
+def test_past_ten_batches_behind_each_new_row_gives_the_writer_the_core(tmp_path, monkeypatch):
+    recorder = RequestRecorder(batch_size=2, flush_interval_s=60.0, spool_dir=tmp_path)
+    # a writer that never gets the core: nothing leaves the queue
+    monkeypatch.setattr(recorder, "_ensure_started", lambda: None)
+    pauses: list[int] = []
+    monkeypatch.setattr(
+        recorder, "_yield_to_the_writer", lambda: pauses.append(len(recorder._queue))
+    )
+
+    for n in range(25):
+        recorder.record(row(f"row-{n}"))
+
+    assert pauses == list(range(2 * BACKLOG_BATCHES, 26))
+    assert recorder.queue_depth == 25  # every row kept
+
+
+def test_a_writer_that_keeps_up_never_holds_a_request(tmp_path, monkeypatch):
+    recorder = RequestRecorder(batch_size=2, flush_interval_s=0.01, spool_dir=tmp_path)
+    pauses: list[int] = []
+    monkeypatch.setattr(recorder, "_yield_to_the_writer", lambda: pauses.append(1))
+    try:
+        for n in range(40):
+            recorder.record(row(f"row-{n}"))
+            time.sleep(0.005)  # requests arriving slower than the writer writes
+        assert wait_for_rows(40) == 40
+    finally:
+        recorder.stop()
+
+    assert pauses == []
