@@ -39,6 +39,7 @@ from gateway.admission.ledger import (
     SingleFlight,
 )
 from gateway.admission.limits import CONCURRENCY, RPM, TPM, RateClaim
+from gateway.redis_batch import ScriptBatches
 from gateway.redis_client import shared_async_client
 
 logger = logging.getLogger(__name__)
@@ -229,6 +230,7 @@ class RedisLedger:
         self._client: Any = None
         self._sync_client: Any = None
         self._scripts: dict[str, Any] = {}
+        self._batches: ScriptBatches | None = None
         self._down_until = 0.0
         self._was_down = False
         self._unsynced: dict[str, int] = {}
@@ -255,6 +257,13 @@ class RedisLedger:
         if name not in self._scripts:
             self._scripts[name] = self._client.register_script(source)
         return self._scripts[name]
+
+    async def _batched(self, name: str, source: str, keys: list[str], args: list[str]) -> Any:
+        """Admissions and settlements, the two calls every request makes, go in batches."""
+        script = self._script(name, source)
+        if self._batches is None:
+            self._batches = ScriptBatches(self._client)
+        return await self._batches.run(script, keys=keys, args=args)
 
     def _available(self) -> bool:
         return time.monotonic() >= self._down_until
@@ -335,9 +344,8 @@ class RedisLedger:
                 str(claim.amount),
                 str(int(claim.scope.period.counter_expires_at.timestamp())),
             ]
-        admit = self._script("admit", _ADMIT_LUA)
         for _attempt in range(3):
-            reply = await admit(keys=keys, args=args)
+            reply = await self._batched("admit", _ADMIT_LUA, keys, args)
             verdict = _text(reply[0])
             if verdict == "ok":
                 return Reservation(request_id, tuple(budgets), rate, REDIS)
@@ -383,7 +391,7 @@ class RedisLedger:
             keys += [self.counter_key(claim.scope), self._lease_key(claim.scope)]
             args.append(str(cost))
         try:
-            reply = await self._script("settle", _SETTLE_LUA)(keys=keys, args=args)
+            reply = await self._batched("settle", _SETTLE_LUA, keys, args)
         except REDIS_FAILURES as error:
             # The holds stay until their lease ends; the spend is handed over on recovery.
             self._failed(error)
