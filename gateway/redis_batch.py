@@ -1,7 +1,7 @@
 """Lua script calls made together travel together: one pipeline, one write, one reply read.
 
-Under load the proxy's requests move through the event loop in step: thirty-two admissions
-are asked for in the same turn of the loop, and later thirty-two settlements. Sent one by
+Under load the proxy's requests move through the event loop together: several admissions
+are asked for in the same turn of the loop, and several settlements. Sent one by
 one, each pays redis-py's whole per-command path (a pooled connection taken and given back,
 a timeout armed, a retry wrapper, a write, a read), which in the Redis shape cost the
 gateway nearly as much CPU as all of its own Python code (cProfile, stream c=32). Here the
@@ -81,6 +81,8 @@ class ScriptBatches:
                 call.reply.set_result(reply)
 
     async def _replies(self, calls: list[_Call]) -> list[Any]:
+        """Not redis-py's scripts-in-a-pipeline: that asks SCRIPT EXISTS before every
+        pipeline, a round trip more; here a script is loaded only when Redis refuses it."""
         replies = await self._pipeline(calls)
         again = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if again:
