@@ -7,6 +7,12 @@ up. Here connections are bounded and waited for instead: a command past the boun
 its turn, up to the Redis timeout, and only then counts as Redis failing.
 
 Each connection packs its commands with hiredis (see `HiredisCommandPacking`).
+
+Redis's maintenance notifications (a Redis Enterprise feature over RESP3; these clients
+speak RESP2) are switched off: redis-py 8 leaves them at "auto", and while they are on, its
+asyncio pool hands out an idle connection without checking it, so after Redis closed it (a
+restart, its idle `timeout`) the next command on it fails, and a failure here is taken for
+an outage.
 """
 
 from __future__ import annotations
@@ -62,6 +68,7 @@ def shared_async_client(url: str, **connection_options: Any) -> Any:
     """A client whose commands wait (bounded by GATEHOUSE_REDIS_TIMEOUT) for a free
     connection; `connection_options` go to each connection (e.g. `retry`)."""
     import redis.asyncio as redis_asyncio
+    from redis.maint_notifications import MaintNotificationsConfig
 
     timeout = settings.GATEHOUSE["REDIS_TIMEOUT_S"]
     pool = redis_asyncio.BlockingConnectionPool.from_url(
@@ -70,6 +77,7 @@ def shared_async_client(url: str, **connection_options: Any) -> Any:
         timeout=timeout,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
+        maint_notifications_config=MaintNotificationsConfig(enabled=False),
         **connection_options,
     )
     url_class: type = pool.connection_class

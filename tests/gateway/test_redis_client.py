@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 
 import pytest
 import redis
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from gateway.redis_client import HiredisCommandPacking, hiredis_packing, shared_async_client
 
@@ -113,3 +116,25 @@ async def test_a_script_with_many_arguments_reaches_redis_intact():
     assert [k.decode() for k in echoed_keys] == keys
     assert echoed_args == [a if isinstance(a, bytes) else a.encode() for a in args]
     assert stored == "h\u00e9llo \u2603".encode()
+
+
+async def test_a_connection_redis_closed_while_idle_is_reopened_for_the_next_command():
+    """As after a Redis restart or its idle `timeout`, and with retries off (the ledger's: a
+    failure there is taken for an outage): the next command goes on a new connection."""
+    name = f"gatehouse-test-{uuid.uuid4().hex[:12]}"
+    client = shared_async_client(REDIS_URL, retry=Retry(NoBackoff(), 0), client_name=name)
+    other = shared_async_client(REDIS_URL)
+    key = f"gatehouse-test:idle:{uuid.uuid4().hex}"
+    try:
+        assert await client.incr(key) == 1
+        ours = [c["id"] for c in await other.client_list() if c.get("name") == name]
+        assert ours
+        for client_id in ours:
+            await other.client_kill_filter(_id=client_id)
+        await asyncio.sleep(0.1)  # the close has reached this process
+
+        assert await client.incr(key) == 2
+    finally:
+        await other.delete(key)
+        await client.aclose()
+        await other.aclose()
