@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 
 @dataclass
@@ -95,9 +95,29 @@ class ScriptBatches:
         return replies
 
     async def _pipeline(self, calls: list[_Call]) -> list[Any]:
-        pipeline = self._client.pipeline(transaction=False)
-        for call in calls:
-            pipeline.execute_command(
-                "EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args
+        """The calls written in one go on a pooled connection, their replies read in order,
+        what a non-transactional redis-py pipeline does, without building one per batch (its
+        command stack, retry wrapper and per-reply callbacks cost 3 % of the instructions of
+        a request with Redis). A batch cut off midway (a lost connection, a cancellation)
+        leaves no unread reply for the next: redis-py's send and read close the connection
+        when anything interrupts them."""
+        pool = self._client.connection_pool
+        connection = await pool.get_connection()
+        try:
+            await connection.send_packed_command(
+                connection.pack_commands(
+                    [
+                        ("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args)
+                        for call in calls
+                    ]
+                )
             )
-        return list(await pipeline.execute(raise_on_error=False))
+            replies: list[Any] = []
+            for _ in calls:
+                try:
+                    replies.append(await connection.read_response())
+                except ResponseError as error:  # this call's own (read whole: still in sync)
+                    replies.append(error)
+        finally:
+            await pool.release(connection)
+        return replies

@@ -183,3 +183,21 @@ async def test_a_batch_cancelled_as_its_loop_shuts_down_cancels_its_callers(clie
 
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(call, 5)
+
+
+async def test_a_batch_cut_off_before_its_replies_were_read_leaves_none_for_the_next(
+    client, counter
+):
+    batches = ScriptBatches(client)
+    slow = await loaded(client, "local n = 0 for i = 1, 3000000 do n = n + 1 end return 'slow'")
+    script = await loaded(client, COUNT_AND_ECHO)
+    call = asyncio.ensure_future(batches.run(slow, keys=[], args=[]))
+    await asyncio.sleep(0)  # the call is made, its batch is on its way
+    [sending] = batches._sending
+    await asyncio.sleep(0.005)  # written; Redis is still running the slow script
+    sending.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+
+    # Its reply, when it comes, must not be read as this call's.
+    assert await batches.run(script, keys=[counter], args=["next"]) == [1, b"next"]
